@@ -1,0 +1,117 @@
+// Package cache is apmkit's on-disk key-value state: what must survive a restart (agent info,
+// metadata, pending span chunks, the serviceType table). One badger database per data dir,
+// split into namespaces by key prefix; an in-memory store with the same semantics for tests.
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Store is a key-value map. Get of an absent or expired key returns (nil, nil).
+// Implementations are safe for concurrent use.
+type Store interface {
+	Get(key []byte) ([]byte, error)
+	// Set stores a copy of val; ttl 0 keeps it until deleted.
+	Set(key, val []byte, ttl time.Duration) error
+	Delete(key []byte) error
+	// Scan calls fn for every live key with the prefix, in ascending key order. key and val
+	// are only valid during the call and fn must not modify them. An error from fn stops the
+	// scan and is returned, except ErrStopScan (tested with errors.Is), which stops it and
+	// returns nil. Scan sees a snapshot: fn may Set and Delete keys of the same store.
+	Scan(prefix []byte, fn func(key, val []byte) error) error
+	Close() error
+}
+
+// Backend is a whole store, split into namespaces. The agent opens one per data dir and hands
+// each input Namespace(name), so inputs cannot see or clobber each other's keys.
+// Both OpenBadger's *DB and NewMemory's *Memory are Backends.
+type Backend interface {
+	// Store is the backend's own keyspace, the same as Namespace(""). It is isolated from
+	// every named namespace. Closing it closes the backend and every namespace.
+	Store
+	// Namespace returns the Store of keys under name. Namespaces never see each other's keys;
+	// Scan passes keys without the namespace. Its Close is a no-op (the Backend owns the
+	// resources); after the Backend is closed every call on it returns ErrClosed.
+	Namespace(name string) Store
+	// SizeBytes is the size the capacity cap is checked against (see each implementation).
+	SizeBytes() int64
+}
+
+// Both implementations are Backends.
+var (
+	_ Backend = (*DB)(nil)
+	_ Backend = (*Memory)(nil)
+)
+
+// ErrStopScan ends a Scan early without an error.
+var ErrStopScan = errors.New("cache: stop scan")
+
+// ErrFull is returned by Set when the store is at its configured capacity.
+var ErrFull = errors.New("cache: store is at capacity")
+
+// ErrClosed is returned by every call after Close.
+var ErrClosed = errors.New("cache: store is closed")
+
+// Config is the `[cache]` table of apmkit.conf.
+type Config struct {
+	// CapacityMB caps the on-disk size; Set fails with ErrFull beyond it. 0 = no cap.
+	CapacityMB int `toml:"capacity_mb" doc:"Cap on the on-disk cache size in MiB (agent info, metadata, pending chunks).\nWrites beyond it fail and are counted. 0 = no cap."`
+	// GCInterval is how often badger's value log is garbage collected.
+	GCInterval time.Duration `toml:"gc_interval" doc:"How often the cache's value log is garbage collected."`
+}
+
+// DefaultConfig returns the defaults used when apmkit.conf has no [cache] table.
+func DefaultConfig() Config {
+	return Config{CapacityMB: 1024, GCInterval: 5 * time.Minute}
+}
+
+// Size limits of every Store. They are badger's (it refuses bigger keys and values, with
+// errors that dump the data), applied to the in-memory store too so tests catch oversize data.
+const (
+	// MaxKeySize bounds a key together with its namespace name (plus one to three bytes).
+	MaxKeySize = 65000
+	// MaxValueSize bounds a value; it is half of badger's value-log file size, so a value
+	// always fits a value-log file with room to spare.
+	MaxValueSize = valueLogFileSize / 2
+)
+
+// errEmptyKey is returned for an empty key: badger cannot store one, and an empty key is
+// almost always a caller's bug, so both implementations refuse it.
+var errEmptyKey = errors.New("cache: empty key")
+
+// checkKey validates a full key (namespace prefix included) the same way for every
+// implementation; prefixLen is the namespace's part of it.
+func checkKey(full []byte, prefixLen int) error {
+	if len(full) == prefixLen {
+		return errEmptyKey
+	}
+	if len(full) > MaxKeySize {
+		return fmt.Errorf("cache: key of %d bytes (with its namespace) is over the %d byte limit",
+			len(full), MaxKeySize)
+	}
+	return nil
+}
+
+func checkValue(val []byte) error {
+	if len(val) > MaxValueSize {
+		return fmt.Errorf("cache: value of %d bytes is over the %d byte limit", len(val), MaxValueSize)
+	}
+	return nil
+}
+
+func checkTTL(ttl time.Duration) error {
+	if ttl < 0 {
+		return fmt.Errorf("cache: negative ttl %v", ttl)
+	}
+	return nil
+}
+
+// capacityBytes converts Config.CapacityMB to bytes; 0 (or less) means no cap.
+func (c Config) capacityBytes() int64 {
+	if c.CapacityMB <= 0 {
+		return 0
+	}
+	return int64(c.CapacityMB) << 20
+}

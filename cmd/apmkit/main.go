@@ -1,0 +1,156 @@
+// Command apmkit is a DataKit-style agent that takes Pinpoint APM data into an
+// observability stack. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/apmkit/apmkit/config"
+	"github.com/apmkit/apmkit/inputs"
+	_ "github.com/apmkit/apmkit/inputs/all" // registers every input
+	"github.com/apmkit/apmkit/internal/agent"
+	"github.com/apmkit/apmkit/internal/version"
+)
+
+const usage = `apmkit: take Pinpoint APM data into InfluxDB, DataWay or files.
+
+Usage:
+  apmkit [run] [--conf-dir DIR] [--data-dir DIR]   run the agent (default)
+  apmkit config [--conf-dir DIR] [--data-dir DIR]  print the effective config (secrets masked)
+  apmkit sample [INPUT]                            print sample configs
+  apmkit version                                   print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "run":
+		err = runAgent(args, stderr)
+	case "config":
+		err = printConfig(args, stdout)
+	case "sample":
+		err = printSample(args, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "apmkit", version.Version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+	}
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "apmkit:", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+// loadFlags parses --conf-dir and --data-dir and loads the config.
+func loadFlags(name string, args []string) (*config.Config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	confDir := fs.String("conf-dir", "./conf.d", "folder with apmkit.conf and the inputs' *.conf files")
+	dataDir := fs.String("data-dir", "", "data folder (cache, spill, file output); overrides data_dir (default ./data)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
+	}
+	return config.Load(config.Options{ConfDir: *confDir, DataDir: *dataDir})
+}
+
+func runAgent(args []string, stderr io.Writer) error {
+	cfg, err := loadFlags("run", args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Main.Log, stderr)
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	log.Info("starting apmkit", "version", version.Version, "main_config", orEmbedded(cfg.MainFile), "input_files", cfg.Files)
+	a, err := agent.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	return a.Run(signalContext(log))
+}
+
+// signalContext ends at the first SIGINT/SIGTERM (graceful stop); a second one exits at once.
+func signalContext(log *slog.Logger) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		log.Info("signal received, stopping gracefully (send it again to exit at once)", "signal", s.String())
+		cancel()
+		s = <-sigs
+		log.Warn("second signal: exiting without flushing", "signal", s.String())
+		os.Exit(1)
+	}()
+	return ctx
+}
+
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func orEmbedded(path string) string {
+	if path == "" {
+		return "(none: embedded defaults)"
+	}
+	return path
+}
+
+func printConfig(args []string, stdout io.Writer) error {
+	cfg, err := loadFlags("config", args)
+	if err != nil {
+		return err
+	}
+	text, err := cfg.Effective()
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, text)
+	return err
+}
+
+func printSample(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintf(stdout, "# ---- %s ----\n%s", config.MainFile+".sample", config.MainSample())
+		args = inputs.Names()
+	}
+	for _, name := range args {
+		p, ok := inputs.Get(name)
+		if !ok {
+			return fmt.Errorf("sample: unknown input %q (known: %s)", name, strings.Join(inputs.Names(), ", "))
+		}
+		fmt.Fprintf(stdout, "\n# ---- %s ----\n%s", name+".conf.sample", config.InputSample(p))
+	}
+	return nil
+}

@@ -1,0 +1,254 @@
+// Package config loads apmkit's configuration: the main file conf.d/apmkit.conf, input files
+// conf.d/**/*.conf with [[inputs.NAME]] tables, and the DataKit-style environment overlay.
+// Every mistake is an error that names where it is, the key, and what is allowed.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/apmkit/apmkit/cache"
+	"github.com/apmkit/apmkit/inputs"
+	apmio "github.com/apmkit/apmkit/io"
+)
+
+// MainFile is the main config file's name inside the conf dir.
+const MainFile = "apmkit.conf"
+
+// Main is apmkit.conf.
+type Main struct {
+	Hostname   string            `toml:"hostname" doc:"Host name written to points (tag host) and logs. Empty = the OS host name.\nENV_HOSTNAME overrides it."`
+	DataDir    string            `toml:"data_dir" doc:"Where apmkit keeps its cache, disk spill and file output.\nThe --data-dir flag overrides it."`
+	HTTPAPI    HTTPAPI           `toml:"http_api" doc:"Self-monitoring API: /v1/ping, /v1/stats, /metrics."`
+	Log        Log               `toml:"log"`
+	GlobalTags map[string]string `toml:"global_tags" doc:"Tags added to every point of every input (a point's own tag of the same key wins).\nENV_GLOBAL_HOST_TAGS=\"k=v,k2=v2\" adds to them." example:"env = \"prod\"\nproject = \"shop\""`
+	IO         apmio.Config      `toml:"io" doc:"The uploader: queues, batching and outputs."`
+	Cache      cache.Config      `toml:"cache" doc:"On-disk cache (DATA_DIR/cache): agent info, metadata, pending span chunks."`
+}
+
+// HTTPAPI is the [http_api] table.
+type HTTPAPI struct {
+	Listen string `toml:"listen" doc:"host:port of the HTTP API. Empty disables it. ENV_HTTP_LISTEN overrides it."`
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string `toml:"level" doc:"debug | info | warn | error. ENV_LOG_LEVEL overrides it."`
+	Format string `toml:"format" doc:"text | json"`
+}
+
+// DefaultMain returns the embedded defaults: apmkit runs on them with no file at all.
+func DefaultMain() Main {
+	return Main{
+		DataDir: "./data",
+		HTTPAPI: HTTPAPI{Listen: "127.0.0.1:9529"},
+		Log:     Log{Level: "info", Format: "text"},
+		IO:      apmio.DefaultConfig(),
+		Cache:   cache.DefaultConfig(),
+	}
+}
+
+// Validate checks the main config.
+func (m *Main) Validate() error {
+	var errs []error
+	if m.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty"))
+	}
+	if m.HTTPAPI.Listen != "" {
+		if _, _, err := net.SplitHostPort(m.HTTPAPI.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("http_api.listen: %q is not host:port (e.g. 127.0.0.1:9529)", m.HTTPAPI.Listen))
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, m.Log.Level) {
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", m.Log.Level))
+	}
+	if !slices.Contains([]string{"text", "json"}, m.Log.Format) {
+		errs = append(errs, fmt.Errorf("log.format: %q is not one of text, json", m.Log.Format))
+	}
+	for k, v := range m.GlobalTags {
+		if k == "" || v == "" {
+			errs = append(errs, fmt.Errorf("global_tags: %q = %q: keys and values must not be empty", k, v))
+		}
+	}
+	if m.Cache.CapacityMB < 0 {
+		errs = append(errs, fmt.Errorf("cache.capacity_mb: %d must be >= 0", m.Cache.CapacityMB))
+	}
+	if m.Cache.GCInterval <= 0 {
+		errs = append(errs, fmt.Errorf("cache.gc_interval: %s must be > 0", m.Cache.GCInterval))
+	}
+	if err := m.IO.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Instance is one configured input instance.
+type Instance struct {
+	Plugin string
+	// Source says where it was configured, for errors and logs.
+	Source string
+	Config inputs.Config
+}
+
+// Config is the effective configuration.
+type Config struct {
+	Main     Main
+	Inputs   []Instance
+	MainFile string   // "" when apmkit runs on embedded defaults
+	Files    []string // input files read
+	Warnings []string // things worth a log line that are not errors
+}
+
+// Options says where to load from.
+type Options struct {
+	ConfDir string
+	// DataDir overrides data_dir when not empty (the --data-dir flag).
+	DataDir string
+	// Environ is the environment as KEY=VALUE lines (os.Environ() when nil).
+	Environ []string
+}
+
+// Load reads the config files and the environment, and validates the result.
+func Load(opts Options) (*Config, error) {
+	if opts.Environ == nil {
+		opts.Environ = os.Environ()
+	}
+	env := parseEnviron(opts.Environ)
+	cfg := &Config{Main: DefaultMain()}
+	if err := cfg.loadMain(opts.ConfDir); err != nil {
+		return nil, err
+	}
+	if err := applyMainEnv(&cfg.Main, env); err != nil {
+		return nil, err
+	}
+	if opts.DataDir != "" {
+		cfg.Main.DataDir = opts.DataDir
+	}
+	if err := cfg.Main.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", orDefault(cfg.MainFile, "main config"), err)
+	}
+	if err := cfg.loadInputs(opts.ConfDir, env); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) loadMain(confDir string) error {
+	path := filepath.Join(confDir, MainFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	c.MainFile = path
+	md, err := toml.Decode(string(data), &c.Main)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := unknownKeys(md, nil, Main{}); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// loadInputs reads conf.d/**/*.conf, ENV_DATAKIT_INPUTS, ENV_DEFAULT_ENABLED_INPUTS and
+// the ENV_INPUT_* options, in that order.
+func (c *Config) loadInputs(confDir string, env map[string]string) error {
+	files, err := inputFiles(confDir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		if err := c.addInputs(f, string(data)); err != nil {
+			return err
+		}
+		c.Files = append(c.Files, f)
+	}
+	if err := c.addEnvInputs(env); err != nil {
+		return err
+	}
+	c.addDefaultEnabled(env)
+	for i := range c.Inputs {
+		in := &c.Inputs[i]
+		if err := applyInputEnv(in, env); err != nil {
+			return err
+		}
+		if err := in.Config.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", in.Source, err)
+		}
+	}
+	return checkInputEnvNames(env)
+}
+
+// inputFiles lists conf.d/**/*.conf except the main file, sorted, so the instance order
+// is stable. Samples (*.conf.sample) are not read.
+func inputFiles(confDir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(confDir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			if path == confDir && errors.Is(err, os.ErrNotExist) {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".conf") || path == filepath.Join(confDir, MainFile) {
+			return nil
+		}
+		files = append(files, path)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: reading %s: %w", confDir, err)
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+// addInputs decodes the [[inputs.NAME]] tables of one TOML document.
+func (c *Config) addInputs(source, doc string) error {
+	var tables struct {
+		Inputs map[string][]toml.Primitive `toml:"inputs"`
+	}
+	md, err := toml.Decode(doc, &tables)
+	if err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	for _, name := range sortedKeys(tables.Inputs) {
+		plugin, ok := inputs.Get(name)
+		if !ok {
+			return fmt.Errorf("%s: [[inputs.%s]]: unknown input (known: %s)", source, name, strings.Join(inputs.Names(), ", "))
+		}
+		for i, prim := range tables.Inputs[name] {
+			cfg := plugin.NewConfig()
+			where := fmt.Sprintf("%s: [[inputs.%s]] #%d", source, name, i+1)
+			if err := md.PrimitiveDecode(prim, cfg); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			c.Inputs = append(c.Inputs, Instance{Plugin: name, Source: where, Config: cfg})
+		}
+	}
+	if err := unknownKeys(md, []string{"inputs"}, tables); err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,454 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/apmkit/apmkit/inputs"
+)
+
+// testConfig exercises every kind of option the loader and the env overlay handle.
+type testConfig struct {
+	Address  string              `toml:"address" doc:"Listen address." env:"ADDRESS"`
+	Enabled  bool                `toml:"enabled" doc:"On or off." env:"ENABLED"`
+	Rate     float64             `toml:"rate" doc:"A ratio." env:"RATE"`
+	Count    int                 `toml:"count" doc:"A number." env:"COUNT"`
+	Wait     time.Duration       `toml:"wait" doc:"A duration." env:"WAIT"`
+	Paths    []string            `toml:"paths" doc:"A list." env:"PATHS"`
+	Tags     map[string]string   `toml:"tags" doc:"Tags." env:"TAGS" example:"a = \"b\""`
+	Rules    map[string][]string `toml:"rules" doc:"Rules." env:"RULES" example:"\"*\" = [\"x\"]"`
+	Storage  testStorage         `toml:"storage" doc:"Storage." env:"STORAGE"`
+	Nested   testNested          `toml:"nested" doc:"A nested table."`
+	Optional string              `toml:"optional" doc:"Optional." example:"\"/etc/x\""`
+}
+
+type testStorage struct {
+	Path     string `toml:"path" json:"storage" doc:"Where."`
+	Capacity int    `toml:"capacity" json:"capacity" doc:"MiB."`
+}
+
+type testNested struct {
+	Rate float64 `toml:"rate" doc:"Nested rate." env:"SAMPLER"`
+}
+
+func (c *testConfig) Validate() error {
+	if c.Rate < 0 || c.Rate > 1 {
+		return errors.New("rate: must be within 0..1")
+	}
+	return nil
+}
+
+func defaultTestConfig() inputs.Config {
+	return &testConfig{Address: "127.0.0.1:1", Rate: 1, Count: 3, Wait: time.Second, Paths: []string{}, Storage: testStorage{Path: "./s", Capacity: 10}}
+}
+
+func init() {
+	inputs.Add(inputs.Plugin{
+		Name:      "testin",
+		Doc:       "Test input.",
+		NewConfig: defaultTestConfig,
+		New:       func(inputs.Config) (inputs.Input, error) { return nil, errors.New("not for running") },
+	})
+}
+
+func writeFile(t *testing.T, dir, rel, text string) string {
+	t.Helper()
+	path := filepath.Join(dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func load(t *testing.T, dir string, env ...string) (*Config, error) {
+	t.Helper()
+	return Load(Options{ConfDir: dir, Environ: append([]string{"PATH=/bin"}, env...)})
+}
+
+func mustLoad(t *testing.T, dir string, env ...string) *Config {
+	t.Helper()
+	cfg, err := load(t, dir, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func testIn(t *testing.T, in Instance) *testConfig {
+	t.Helper()
+	c, ok := in.Config.(*testConfig)
+	if !ok {
+		t.Fatalf("instance %s is %T", in.Source, in.Config)
+	}
+	return c
+}
+
+func TestEmbeddedDefaults(t *testing.T) {
+	cfg := mustLoad(t, filepath.Join(t.TempDir(), "missing"))
+	if !reflect.DeepEqual(cfg.Main, DefaultMain()) {
+		t.Fatalf("main = %+v", cfg.Main)
+	}
+	if cfg.MainFile != "" || len(cfg.Inputs) != 0 {
+		t.Fatalf("file %q inputs %v", cfg.MainFile, cfg.Inputs)
+	}
+}
+
+func TestMainFile(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "apmkit.conf", `
+hostname = "node-1"
+data_dir = "/var/lib/apmkit"
+[http_api]
+  listen = "0.0.0.0:9530"
+[log]
+  level = "debug"
+  format = "json"
+[global_tags]
+  env = "prod"
+[cache]
+  capacity_mb = 10
+[io]
+  batch_max_points = 500
+[[io.outputs]]
+  type = "influxdb"
+  url = "http://127.0.0.1:8086"
+  database = "apm"
+`)
+	cfg := mustLoad(t, dir)
+	m := cfg.Main
+	if m.Hostname != "node-1" || m.DataDir != "/var/lib/apmkit" || m.HTTPAPI.Listen != "0.0.0.0:9530" ||
+		m.Log.Level != "debug" || m.Log.Format != "json" || m.GlobalTags["env"] != "prod" ||
+		m.Cache.CapacityMB != 10 || m.IO.BatchMaxPoints != 500 {
+		t.Fatalf("main = %+v", m)
+	}
+	if len(m.IO.Outputs) != 1 || m.IO.Outputs[0].Database != "apm" {
+		t.Fatalf("outputs = %+v", m.IO.Outputs)
+	}
+	if cfg.MainFile != filepath.Join(dir, "apmkit.conf") {
+		t.Fatalf("MainFile %q", cfg.MainFile)
+	}
+}
+
+func TestInputFilesAndInstances(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "deep/er/two.conf", `
+[[inputs.testin]]
+  address = "127.0.0.1:2"
+  rate = 0.5
+  [inputs.testin.storage]
+    path = "/tmp/x"
+  [inputs.testin.rules]
+    "*" = ["a.*"]
+[[inputs.testin]]
+  address = "127.0.0.1:3"
+`)
+	writeFile(t, dir, "testin/testin.conf.sample", "this is not read")
+	cfg := mustLoad(t, dir)
+	if len(cfg.Inputs) != 2 {
+		t.Fatalf("inputs %v", cfg.Inputs)
+	}
+	a, b := testIn(t, cfg.Inputs[0]), testIn(t, cfg.Inputs[1])
+	if a.Address != "127.0.0.1:2" || a.Rate != 0.5 || a.Storage.Path != "/tmp/x" || a.Storage.Capacity != 10 || a.Rules["*"][0] != "a.*" {
+		t.Fatalf("first = %+v", a)
+	}
+	if b.Address != "127.0.0.1:3" || b.Count != 3 {
+		t.Fatalf("second kept no defaults: %+v", b)
+	}
+	if !strings.Contains(cfg.Inputs[1].Source, "two.conf: [[inputs.testin]] #2") {
+		t.Fatalf("source %q", cfg.Inputs[1].Source)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	cases := []struct {
+		name, file, text string
+		env              []string
+		want             []string
+	}{
+		{"unknown main key", "apmkit.conf", "hostnme = \"x\"\n", nil,
+			[]string{"apmkit.conf", `unknown key "hostnme" in the top level`, "allowed: hostname, data_dir"}},
+		{"unknown nested main key", "apmkit.conf", "[log]\nlevl = \"x\"\n", nil,
+			[]string{"apmkit.conf", `unknown key "levl" in [log]`, "allowed: level, format"}},
+		{"unknown output key", "apmkit.conf", "[[io.outputs]]\ntype = \"file\"\nurll = \"x\"\n", nil,
+			[]string{"apmkit.conf", `unknown key "urll" in [io.outputs]`, "url"}},
+		{"bad log level", "apmkit.conf", "[log]\nlevel = \"loud\"\n", nil,
+			[]string{"apmkit.conf", `log.level: "loud" is not one of debug, info, warn, error`}},
+		{"bad listen", "apmkit.conf", "[http_api]\nlisten = \"9529\"\n", nil,
+			[]string{"http_api.listen", "host:port"}},
+		{"wrong main type", "apmkit.conf", "data_dir = 5\n", nil,
+			[]string{"apmkit.conf", "data_dir", "incompatible types"}},
+		{"toml syntax", "x.conf", "[[inputs.testin]\n", nil,
+			[]string{"x.conf", "toml: line 2", "expected end of table array name delimiter"}},
+		{"unknown input key", "x.conf", "[[inputs.testin]]\nadress = \"x\"\n", nil,
+			[]string{"x.conf", `unknown key "adress" in [[inputs.testin]]`, "allowed: address, enabled, rate"}},
+		{"unknown nested input key", "x.conf", "[[inputs.testin]]\n[inputs.testin.storage]\npth = 1\n", nil,
+			[]string{"x.conf", `unknown key "pth" in [inputs.testin.storage]`, "allowed: path, capacity"}},
+		{"wrong input type", "x.conf", "[[inputs.testin]]\naddress = 9991\n", nil,
+			[]string{"x.conf", "[[inputs.testin]] #1", "address", "incompatible types"}},
+		{"invalid input value", "x.conf", "[[inputs.testin]]\nrate = 2.0\n", nil,
+			[]string{"x.conf: [[inputs.testin]] #1: rate: must be within 0..1"}},
+		{"unknown input", "x.conf", "[[inputs.nope]]\n", nil,
+			[]string{"x.conf", "[[inputs.nope]]: unknown input", "testin"}},
+		{"stray key in input file", "x.conf", "address = \"x\"\n", nil,
+			[]string{"x.conf", `unknown key "address" in the top level (allowed: inputs)`}},
+		{"env option typo", "", "", []string{"ENV_INPUT_TESTIN_ADRESS=x"},
+			[]string{"ENV_INPUT_TESTIN_ADRESS: unknown option for input testin", "ENV_INPUT_TESTIN_ADDRESS"}},
+		{"env bad bool", "", "", []string{"ENV_DEFAULT_ENABLED_INPUTS=testin", "ENV_INPUT_TESTIN_ENABLED=yes please"},
+			[]string{"ENV_INPUT_TESTIN_ENABLED", "not a boolean"}},
+		{"env bad float", "", "", []string{"ENV_DEFAULT_ENABLED_INPUTS=testin", "ENV_INPUT_TESTIN_RATE=half"},
+			[]string{"ENV_INPUT_TESTIN_RATE", "not a number"}},
+		{"env bad duration", "", "", []string{"ENV_DEFAULT_ENABLED_INPUTS=testin", "ENV_INPUT_TESTIN_WAIT=5"},
+			[]string{"ENV_INPUT_TESTIN_WAIT", "not a duration"}},
+		{"env bad JSON", "", "", []string{"ENV_DEFAULT_ENABLED_INPUTS=testin", "ENV_INPUT_TESTIN_TAGS={a:1}"},
+			[]string{"ENV_INPUT_TESTIN_TAGS", "invalid JSON"}},
+		{"env JSON unknown field", "", "", []string{"ENV_DEFAULT_ENABLED_INPUTS=testin", `ENV_INPUT_TESTIN_STORAGE={"path":"x"}`},
+			[]string{"ENV_INPUT_TESTIN_STORAGE", `unknown field "path"`}},
+		{"env value fails validation", "", "", []string{"ENV_DEFAULT_ENABLED_INPUTS=testin", "ENV_INPUT_TESTIN_RATE=3"},
+			[]string{"ENV_DEFAULT_ENABLED_INPUTS: testin: rate: must be within 0..1"}},
+		{"env bad host tags", "", "", []string{"ENV_GLOBAL_HOST_TAGS=a=1,b"},
+			[]string{"ENV_GLOBAL_HOST_TAGS", `"b" is not key=value`}},
+		{"env bad log level", "", "", []string{"ENV_LOG_LEVEL=chatty"},
+			[]string{`log.level: "chatty"`}},
+		{"env inputs syntax", "", "", []string{"ENV_DATAKIT_INPUTS=[[inputs.testin]"},
+			[]string{"ENV_DATAKIT_INPUTS"}},
+		{"both env inputs differ", "", "", []string{"ENV_DATAKIT_INPUTS=[[inputs.testin]]", "ENV_APMKIT_INPUTS=[[inputs.testin]]\n[[inputs.testin]]"},
+			[]string{"both ENV_DATAKIT_INPUTS and ENV_APMKIT_INPUTS"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if c.file != "" {
+				writeFile(t, dir, c.file, c.text)
+			}
+			_, err := load(t, dir, c.env...)
+			if err == nil {
+				t.Fatal("loaded a bad config")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDefaultEnabledInputs(t *testing.T) {
+	cfg := mustLoad(t, t.TempDir(), "ENV_DEFAULT_ENABLED_INPUTS=cpu, mem testin,testin")
+	if len(cfg.Inputs) != 1 || cfg.Inputs[0].Plugin != "testin" {
+		t.Fatalf("inputs %+v", cfg.Inputs)
+	}
+	if got := testIn(t, cfg.Inputs[0]); !reflect.DeepEqual(got, defaultTestConfig()) {
+		t.Fatalf("not the defaults: %+v", got)
+	}
+	if len(cfg.Warnings) != 2 || !strings.Contains(cfg.Warnings[0], `"cpu" is not part of apmkit`) {
+		t.Fatalf("warnings %q", cfg.Warnings)
+	}
+
+	dir := t.TempDir()
+	writeFile(t, dir, "t.conf", "[[inputs.testin]]\naddress = \"from-file\"\n")
+	cfg = mustLoad(t, dir, "ENV_DEFAULT_ENABLED_INPUTS=testin")
+	if len(cfg.Inputs) != 1 || testIn(t, cfg.Inputs[0]).Address != "from-file" {
+		t.Fatalf("a file-configured input was enabled twice or replaced: %+v", cfg.Inputs)
+	}
+}
+
+func TestInputEnvOptions(t *testing.T) {
+	cfg := mustLoad(t, t.TempDir(),
+		"ENV_DEFAULT_ENABLED_INPUTS=testin",
+		"ENV_INPUT_TESTIN_ADDRESS=0.0.0.0:9991",
+		"ENV_INPUT_TESTIN_ENABLED=true",
+		"ENV_INPUT_TESTIN_RATE=0.25",
+		"ENV_INPUT_TESTIN_COUNT=42",
+		"ENV_INPUT_TESTIN_WAIT=1m30s",
+		"ENV_INPUT_TESTIN_PATHS=/a.yml, /b.yml",
+		`ENV_INPUT_TESTIN_TAGS={"k1":"v1","k2":"v2"}`,
+		`ENV_INPUT_TESTIN_RULES={"*":["^/health"],"svc":["a","b"]}`,
+		`ENV_INPUT_TESTIN_STORAGE={"storage":"/data/pp","capacity":5120}`,
+		"ENV_INPUT_TESTIN_SAMPLER=0.1",
+		"ENV_INPUT_OTHERTHING_X=ignored",
+	)
+	got := testIn(t, cfg.Inputs[0])
+	want := &testConfig{
+		Address: "0.0.0.0:9991", Enabled: true, Rate: 0.25, Count: 42, Wait: 90 * time.Second,
+		Paths:   []string{"/a.yml", "/b.yml"},
+		Tags:    map[string]string{"k1": "v1", "k2": "v2"},
+		Rules:   map[string][]string{"*": {"^/health"}, "svc": {"a", "b"}},
+		Storage: testStorage{Path: "/data/pp", Capacity: 5120},
+		Nested:  testNested{Rate: 0.1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+	cfg = mustLoad(t, t.TempDir(), "ENV_DEFAULT_ENABLED_INPUTS=testin", `ENV_INPUT_TESTIN_PATHS=["x","y"]`)
+	if p := testIn(t, cfg.Inputs[0]).Paths; !reflect.DeepEqual(p, []string{"x", "y"}) {
+		t.Fatalf("JSON list: %q", p)
+	}
+}
+
+func TestEnvInputsFromConfigMap(t *testing.T) {
+	doc := "[[inputs.testin]]\naddress = \"cm-1\"\n[[inputs.testin]]\naddress = \"cm-2\"\n"
+	for _, name := range []string{"ENV_DATAKIT_INPUTS", "ENV_APMKIT_INPUTS"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, dir, "f.conf", "[[inputs.testin]]\naddress = \"file\"\n")
+			cfg := mustLoad(t, dir, name+"="+doc, "ENV_DEFAULT_ENABLED_INPUTS=testin", "ENV_INPUT_TESTIN_COUNT=7")
+			var addrs []string
+			for _, in := range cfg.Inputs {
+				c := testIn(t, in)
+				addrs = append(addrs, c.Address)
+				if c.Count != 7 {
+					t.Errorf("env option not applied to %s", in.Source)
+				}
+			}
+			if strings.Join(addrs, ",") != "file,cm-1,cm-2" {
+				t.Fatalf("instances %v", addrs)
+			}
+			if !strings.HasPrefix(cfg.Inputs[1].Source, name) {
+				t.Fatalf("source %q", cfg.Inputs[1].Source)
+			}
+		})
+	}
+}
+
+func TestMainEnv(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "apmkit.conf", `
+[global_tags]
+  env = "file"
+  team = "a"
+[[io.outputs]]
+  type = "dataway"
+  url = "https://old.example?token=tkn_old"
+[[io.outputs]]
+  type = "influxdb"
+  url = "http://127.0.0.1:8086"
+  database = "apm"
+`)
+	cfg := mustLoad(t, dir,
+		"ENV_DATAWAY=https://a.example?token=tkn_a, https://b.example?token=tkn_b",
+		"ENV_GLOBAL_HOST_TAGS=env=prod, cluster=k1",
+		"ENV_HTTP_LISTEN=0.0.0.0:19529",
+		"ENV_LOG_LEVEL=DEBUG",
+		"ENV_HOSTNAME=pod-7",
+	)
+	m := cfg.Main
+	if m.HTTPAPI.Listen != "0.0.0.0:19529" || m.Log.Level != "debug" || m.Hostname != "pod-7" {
+		t.Fatalf("main %+v", m)
+	}
+	if !reflect.DeepEqual(m.GlobalTags, map[string]string{"env": "prod", "team": "a", "cluster": "k1"}) {
+		t.Fatalf("global tags %v", m.GlobalTags)
+	}
+	var got []string
+	for _, o := range m.IO.Outputs {
+		got = append(got, o.Type+" "+o.URL)
+	}
+	want := "influxdb http://127.0.0.1:8086|dataway https://a.example?token=tkn_a|dataway https://b.example?token=tkn_b"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("outputs %q", got)
+	}
+}
+
+func TestDataDirFlagWins(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "apmkit.conf", "data_dir = \"/from/file\"\n")
+	cfg, err := Load(Options{ConfDir: dir, DataDir: "/from/flag", Environ: []string{}})
+	if err != nil || cfg.Main.DataDir != "/from/flag" {
+		t.Fatalf("%v %q", err, cfg.Main.DataDir)
+	}
+}
+
+func TestEffectiveMasksSecrets(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "apmkit.conf", `
+[[io.outputs]]
+  type = "dataway"
+  url = "https://openway.example/?token=tkn_secret123&x=1"
+[[io.outputs]]
+  type = "influxdb2"
+  url = "http://127.0.0.1:8086"
+  org = "o"
+  bucket = "b"
+  token = "influx-token-secret"
+[[io.outputs]]
+  type = "influxdb"
+  url = "http://user:pw-secret@127.0.0.1:8086"
+  database = "apm"
+  password = "basic-secret"
+`)
+	writeFile(t, dir, "t.conf", "[[inputs.testin]]\naddress = \"shown\"\n")
+	cfg := mustLoad(t, dir)
+	text, err := cfg.Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"tkn_secret123", "influx-token-secret", "pw-secret", "basic-secret"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("secret %q printed:\n%s", secret, text)
+		}
+	}
+	for _, shown := range []string{"token=******&x=1", `address = "shown"`, "[[inputs.testin]]", "[[io.outputs]]"} {
+		if !strings.Contains(text, shown) {
+			t.Errorf("%q missing from:\n%s", shown, text)
+		}
+	}
+	if cfg.Main.IO.Outputs[1].Token != "influx-token-secret" {
+		t.Fatal("Effective modified the config")
+	}
+	var back map[string]any
+	if _, err := toml.Decode(text, &back); err != nil {
+		t.Fatalf("effective config is not TOML: %v", err)
+	}
+}
+
+func TestSamplesDecodeToDefaults(t *testing.T) {
+	var m Main
+	md, err := toml.Decode(MainSample(), &m)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, MainSample())
+	}
+	if len(md.Undecoded()) > 0 {
+		t.Fatalf("undecoded %v", md.Undecoded())
+	}
+	if !reflect.DeepEqual(m, DefaultMain()) {
+		t.Fatalf("main sample != defaults:\n%+v\n%+v", m, DefaultMain())
+	}
+	for _, name := range inputs.Names() {
+		p, _ := inputs.Get(name)
+		dir := t.TempDir()
+		writeFile(t, dir, name+".conf", InputSample(p))
+		cfg, err := load(t, dir)
+		if err != nil {
+			t.Fatalf("%s sample: %v\n%s", name, err, InputSample(p))
+		}
+		if !reflect.DeepEqual(cfg.Inputs[0].Config, p.NewConfig()) {
+			t.Fatalf("%s sample != defaults:\n%+v\n%+v", name, cfg.Inputs[0].Config, p.NewConfig())
+		}
+	}
+}
+
+func TestSampleShowsDocsAndEnv(t *testing.T) {
+	p, _ := inputs.Get("testin")
+	s := InputSample(p)
+	for _, want := range []string{
+		"[[inputs.testin]]",
+		"  ## Listen address. (env: ENV_INPUT_TESTIN_ADDRESS)\n  address = \"127.0.0.1:1\"",
+		"  # optional = \"/etc/x\"",
+		"  # [inputs.testin.tags]\n    # a = \"b\"",
+		"  [inputs.testin.storage]\n    ## Where.\n    path = \"./s\"",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("sample lacks %q:\n%s", want, s)
+		}
+	}
+}

@@ -1,0 +1,273 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apmkit/apmkit/inputs"
+	apmio "github.com/apmkit/apmkit/io"
+)
+
+// Environment variables apmkit reads, with DataKit's names.
+const (
+	EnvDefaultEnabledInputs = "ENV_DEFAULT_ENABLED_INPUTS"
+	EnvDatakitInputs        = "ENV_DATAKIT_INPUTS"
+	EnvApmkitInputs         = "ENV_APMKIT_INPUTS"
+	EnvDataway              = "ENV_DATAWAY"
+	EnvGlobalHostTags       = "ENV_GLOBAL_HOST_TAGS"
+	EnvHTTPListen           = "ENV_HTTP_LISTEN"
+	EnvLogLevel             = "ENV_LOG_LEVEL"
+	EnvHostname             = "ENV_HOSTNAME"
+	EnvInputPrefix          = "ENV_INPUT_"
+)
+
+func parseEnviron(environ []string) map[string]string {
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// applyMainEnv overlays the agent's own variables; the environment wins over the file, as
+// in DataKit's container deployments.
+func applyMainEnv(m *Main, env map[string]string) error {
+	if v, ok := env[EnvHostname]; ok && v != "" {
+		m.Hostname = v
+	}
+	if v, ok := env[EnvHTTPListen]; ok {
+		m.HTTPAPI.Listen = strings.TrimSpace(v)
+	}
+	if v, ok := env[EnvLogLevel]; ok && v != "" {
+		m.Log.Level = strings.ToLower(strings.TrimSpace(v))
+	}
+	if v, ok := env[EnvGlobalHostTags]; ok && strings.TrimSpace(v) != "" {
+		tags, err := parseTagList(v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", EnvGlobalHostTags, err)
+		}
+		if m.GlobalTags == nil {
+			m.GlobalTags = map[string]string{}
+		}
+		for k, v := range tags {
+			m.GlobalTags[k] = v
+		}
+	}
+	if v, ok := env[EnvDataway]; ok && strings.TrimSpace(v) != "" {
+		m.IO.Outputs = withDataways(m.IO.Outputs, splitList(v))
+	}
+	return nil
+}
+
+// parseTagList parses "k=v,k2=v2".
+func parseTagList(s string) (map[string]string, error) {
+	tags := map[string]string{}
+	for _, item := range splitList(s) {
+		k, v, ok := strings.Cut(item, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q is not key=value (format: k=v,k2=v2)", item)
+		}
+		tags[k] = v
+	}
+	return tags, nil
+}
+
+// withDataways replaces the file's dataway outputs by one per URL from the environment.
+func withDataways(outputs []apmio.OutputConfig, urls []string) []apmio.OutputConfig {
+	kept := slices.DeleteFunc(slices.Clone(outputs), func(o apmio.OutputConfig) bool { return o.Type == "dataway" })
+	for _, u := range urls {
+		kept = append(kept, apmio.OutputConfig{Type: "dataway", URL: u})
+	}
+	return kept
+}
+
+// splitList splits on commas and white space and drops empty items.
+func splitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+}
+
+// addEnvInputs reads the whole-TOML input config injected from a ConfigMap.
+func (c *Config) addEnvInputs(env map[string]string) error {
+	dk, apm := env[EnvDatakitInputs], env[EnvApmkitInputs]
+	switch {
+	case dk != "" && apm != "" && dk != apm:
+		return fmt.Errorf("config: both %s and %s are set and differ; set only one", EnvDatakitInputs, EnvApmkitInputs)
+	case apm != "":
+		return c.addInputs(EnvApmkitInputs, apm)
+	case dk != "":
+		return c.addInputs(EnvDatakitInputs, dk)
+	}
+	return nil
+}
+
+// addDefaultEnabled enables, with their defaults, the listed inputs that nothing else
+// configures. Names apmkit does not know (DataKit's list has cpu, mem, ...) are skipped
+// with a warning so a DataKit environment can be reused as it is.
+func (c *Config) addDefaultEnabled(env map[string]string) {
+	for _, name := range splitList(env[EnvDefaultEnabledInputs]) {
+		plugin, ok := inputs.Get(name)
+		if !ok {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: input %q is not part of apmkit; skipped (known: %s)",
+				EnvDefaultEnabledInputs, name, strings.Join(inputs.Names(), ", ")))
+			continue
+		}
+		if slices.ContainsFunc(c.Inputs, func(in Instance) bool { return in.Plugin == name }) {
+			continue
+		}
+		c.Inputs = append(c.Inputs, Instance{Plugin: name, Source: EnvDefaultEnabledInputs + ": " + name, Config: plugin.NewConfig()})
+	}
+}
+
+// envPrefix is ENV_INPUT_<NAME>_.
+func envPrefix(plugin string) string {
+	return EnvInputPrefix + strings.ToUpper(plugin) + "_"
+}
+
+// applyInputEnv overlays ENV_INPUT_<NAME>_<OPTION> on every instance of the input.
+func applyInputEnv(in *Instance, env map[string]string) error {
+	prefix := envPrefix(in.Plugin)
+	return walkEnvFields(reflect.ValueOf(in.Config), func(opt string, v reflect.Value) error {
+		raw, ok := env[prefix+opt]
+		if !ok {
+			return nil
+		}
+		if err := setFromString(v, raw); err != nil {
+			return fmt.Errorf("%s%s: %w", prefix, opt, err)
+		}
+		return nil
+	})
+}
+
+// walkEnvFields calls fn for every field tagged `env:"OPTION"`, nested structs included.
+func walkEnvFields(v reflect.Value, fn func(opt string, v reflect.Value) error) error {
+	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return nil
+	}
+	for _, f := range tomlFields(v.Type()) {
+		fv := v.FieldByIndex(f.sf.Index)
+		if opt := f.sf.Tag.Get("env"); opt != "" {
+			if err := fn(opt, fv); err != nil {
+				return err
+			}
+			continue
+		}
+		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeOf(time.Time{}) {
+			if err := walkEnvFields(fv.Addr(), fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// EnvOptions lists the ENV_INPUT_ variables a plugin reads, sorted.
+func EnvOptions(p inputs.Plugin) []string {
+	var names []string
+	_ = walkEnvFields(reflect.ValueOf(p.NewConfig()), func(opt string, _ reflect.Value) error {
+		names = append(names, envPrefix(p.Name)+opt)
+		return nil
+	})
+	slices.Sort(names)
+	return names
+}
+
+// checkInputEnvNames rejects ENV_INPUT_<known input>_<OPTION> variables that match no
+// option, since a typo there would otherwise be silently ignored. Variables of inputs that
+// apmkit does not have are left alone (a DataKit environment may set them).
+func checkInputEnvNames(env map[string]string) error {
+	var errs []error
+	for _, name := range inputs.Names() {
+		plugin, _ := inputs.Get(name)
+		allowed := EnvOptions(plugin)
+		for _, k := range sortedKeys(env) {
+			if strings.HasPrefix(k, envPrefix(name)) && !slices.Contains(allowed, k) {
+				errs = append(errs, fmt.Errorf("%s: unknown option for input %s (allowed: %s)", k, name, strings.Join(allowed, ", ")))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// setFromString sets a config field from an environment value: plain text for strings,
+// numbers, booleans and durations; JSON for maps, structs and lists (a list of strings may
+// also be comma separated).
+func setFromString(v reflect.Value, raw string) error {
+	s := strings.TrimSpace(raw)
+	if v.Type() == durationType {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (e.g. 30s, 5m)", raw)
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean (true or false)", raw)
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", raw)
+		}
+		v.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(s, 10, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not a non-negative integer", raw)
+		}
+		v.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		f, err := strconv.ParseFloat(s, v.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("%q is not a number", raw)
+		}
+		v.SetFloat(f)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.String && !strings.HasPrefix(s, "[") {
+			v.Set(reflect.ValueOf(splitList(s)).Convert(v.Type()))
+			return nil
+		}
+		return setJSON(v, s)
+	default:
+		return setJSON(v, s)
+	}
+	return nil
+}
+
+func setJSON(v reflect.Value, s string) error {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v.Addr().Interface()); err != nil {
+		return fmt.Errorf("invalid JSON for %s: %v", v.Type(), err)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

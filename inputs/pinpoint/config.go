@@ -1,0 +1,140 @@
+package pinpoint
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"time"
+
+	"github.com/apmkit/apmkit/pipeline"
+)
+
+// Config is one [[inputs.pinpoint]] table. Options marked env can be set with
+// ENV_INPUT_PINPOINT_<OPTION>, with DataKit's names and formats.
+type Config struct {
+	Address        string        `toml:"address" env:"ADDRESS" doc:"gRPC address for every Pinpoint service (agent, metadata, command, stat, span).\nThe Pinpoint collector's agent port is 9991. Use 0.0.0.0:9991 to accept agents from other hosts."`
+	StatAddress    string        `toml:"stat_address" env:"STAT_ADDRESS" doc:"Optional second address serving the same services, for agents that keep the default stat port 9992.\nEmpty = only address."`
+	SpanAddress    string        `toml:"span_address" env:"SPAN_ADDRESS" doc:"Optional third address serving the same services, for agents that keep the default span port 9993."`
+	MaxRecvMsgSize int           `toml:"max_recv_msg_size" env:"MAX_RECV_MSG_SIZE" doc:"Largest gRPC message accepted, in bytes (Pinpoint's limit is 4 MiB). Larger ones are answered RESOURCE_EXHAUSTED."`
+	TLSCertFile    string        `toml:"tls_cert_file" env:"TLS_CERT_FILE" doc:"TLS certificate (PEM) for the gRPC server; with tls_key_file. Empty = plaintext, as agents default to." example:"\"/etc/apmkit/tls/server.crt\""`
+	TLSKeyFile     string        `toml:"tls_key_file" env:"TLS_KEY_FILE" doc:"TLS private key (PEM)." example:"\"/etc/apmkit/tls/server.key\""`
+	TypeProviders  []string      `toml:"type_providers" env:"TYPE_PROVIDERS" doc:"Pinpoint plugin type-provider.yml files with custom serviceTypes and annotation keys\n(JSON list or comma-separated in the env variable)."`
+	MetadataTTL    time.Duration `toml:"metadata_ttl" env:"METADATA_TTL" doc:"Agent info and metadata of an agent run unseen for this long expire from the cache."`
+	ChunkWait      time.Duration `toml:"chunk_wait" env:"CHUNK_WAIT" doc:"How long a span chunk waits on disk for its span; then it is written as a partial span (tag partial=true)."`
+	MetadataWait   time.Duration `toml:"metadata_wait" env:"METADATA_WAIT" doc:"How long a span whose api/sql/string ids are not known yet waits for the agent's metadata;\nthen it is written with placeholders such as api:123."`
+
+	Storage          Storage             `toml:"storage" env:"STORAGE" doc:"Where this input's on-disk cache lives and its cap in MiB (DataKit's option).\nEmpty path = apmkit's shared cache under DATA_DIR/cache. Env: JSON {\"storage\": path, \"capacity\": MB}."`
+	KeepRareResource bool                `toml:"keep_rare_resource" env:"KEEP_RARE_RESOURCE" doc:"Always keep a (service, resource) not seen in the last hour, whatever the sampler says."`
+	DelMessage       bool                `toml:"del_message" env:"DEL_MESSAGE" doc:"Drop the message field (the JSON of the original span) from every span: much smaller points."`
+	CloseResource    map[string][]string `toml:"close_resource" env:"CLOSE_RESOURCE" doc:"Drop traces whose entry resource matches: service name (\"*\" = every service) -> regular expressions.\nEnv: JSON {\"service\": [\"regex\", ...]}." example:"\"*\" = [\"^/health$\"]\n\"frontend\" = [\"^/static/.*\"]"`
+	Sampler          Sampler             `toml:"sampler" doc:"Per-trace sampling: every span of a trace gets the same decision, on every apmkit replica."`
+	Tags             map[string]string   `toml:"tags" env:"TAGS" doc:"Tags added to every point of this input (a span's own tag of the same key wins). Env: JSON." example:"env = \"prod\"\nproject = \"shop\""`
+}
+
+// Storage is [inputs.pinpoint.storage]. The JSON names are DataKit's env format.
+type Storage struct {
+	Path     string `toml:"path" json:"storage" doc:"Folder of this input's own cache (relative to the data dir). Empty = the shared cache."`
+	Capacity int    `toml:"capacity" json:"capacity" doc:"Cap of this input's own cache in MiB. 0 = no cap."`
+}
+
+// Sampler is [inputs.pinpoint.sampler].
+type Sampler struct {
+	SamplingRate float64 `toml:"sampling_rate" env:"SAMPLER" doc:"Share of traces kept, 0..1 (1 = all). Spans with errors are always kept."`
+}
+
+// DefaultConfig is the sample's configuration: every agent port on loopback.
+func DefaultConfig() *Config {
+	return &Config{
+		Address:        "127.0.0.1:9991",
+		StatAddress:    "127.0.0.1:9992",
+		SpanAddress:    "127.0.0.1:9993",
+		MaxRecvMsgSize: 4 << 20,
+		TypeProviders:  []string{},
+		MetadataTTL:    30 * 24 * time.Hour,
+		ChunkWait:      2 * time.Minute,
+		MetadataWait:   5 * time.Second,
+		Sampler:        Sampler{SamplingRate: 1},
+	}
+}
+
+// Validate checks every option; errors name the key and what is allowed.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Address == "" {
+		errs = append(errs, errors.New("address: required (e.g. 127.0.0.1:9991)"))
+	}
+	seen := map[string]string{}
+	for _, a := range [][2]string{{"address", c.Address}, {"stat_address", c.StatAddress}, {"span_address", c.SpanAddress}} {
+		key, addr := a[0], a[1]
+		if addr == "" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port", key, addr))
+			continue
+		}
+		if other, dup := seen[addr]; dup && port != "0" {
+			errs = append(errs, fmt.Errorf("%s: %q is the same as %s", key, addr, other))
+		}
+		seen[addr] = key
+	}
+	if c.MaxRecvMsgSize < 64<<10 || c.MaxRecvMsgSize > 256<<20 {
+		errs = append(errs, fmt.Errorf("max_recv_msg_size: %d must be within 65536..268435456 bytes", c.MaxRecvMsgSize))
+	}
+	errs = append(errs, c.validateTLS())
+	for _, p := range c.TypeProviders {
+		if _, err := os.Stat(p); err != nil {
+			errs = append(errs, fmt.Errorf("type_providers: %w", err))
+		}
+	}
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{{"metadata_ttl", c.MetadataTTL}, {"chunk_wait", c.ChunkWait}, {"metadata_wait", c.MetadataWait}} {
+		if d.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: %s must be > 0", d.key, d.d))
+		}
+	}
+	if c.Storage.Capacity < 0 {
+		errs = append(errs, fmt.Errorf("storage.capacity: %d must be >= 0 (MiB)", c.Storage.Capacity))
+	}
+	if r := c.Sampler.SamplingRate; r < 0 || r > 1 {
+		errs = append(errs, fmt.Errorf("sampler.sampling_rate: %v must be within 0..1", r))
+	}
+	for svc, exprs := range c.CloseResource {
+		for _, e := range exprs {
+			if _, err := regexp.Compile(e); err != nil {
+				errs = append(errs, fmt.Errorf("close_resource: %q: invalid regular expression %q: %v", svc, e, err))
+			}
+		}
+	}
+	for k, v := range c.Tags {
+		if k == "" || v == "" {
+			errs = append(errs, fmt.Errorf("tags: %q = %q: keys and values must not be empty", k, v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateTLS() error {
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("tls_cert_file and tls_key_file: set both or neither")
+	}
+	for key, f := range map[string]string{"tls_cert_file": c.TLSCertFile, "tls_key_file": c.TLSKeyFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// PipelineConfig hands the trace options to the input's pipeline.
+func (c *Config) PipelineConfig() pipeline.Config {
+	return pipeline.Config{Tags: c.Tags}
+}

@@ -1,0 +1,225 @@
+// Package pinpoint is apmkit's Pinpoint input: a gRPC collector that unchanged Pinpoint
+// agents (Java, Go, PHP/Python through the c-agent) send their agent info, metadata, spans
+// and stats to.
+package pinpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/apmkit/apmkit/cache"
+	"github.com/apmkit/apmkit/inputs"
+	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
+	"github.com/apmkit/apmkit/inputs/pinpoint/servicetype"
+)
+
+// Name is the input's name in [[inputs.pinpoint]] and ENV_INPUT_PINPOINT_*.
+const Name = "pinpoint"
+
+// cacheNamespace is the input's namespace in apmkit's shared cache.
+const cacheNamespace = "pinpoint"
+
+func init() {
+	inputs.Add(inputs.Plugin{
+		Name:      Name,
+		Doc:       "Pinpoint input: a gRPC collector for Pinpoint agents (agent, metadata, span, stat and command services).",
+		NewConfig: func() inputs.Config { return DefaultConfig() },
+		New: func(cfg inputs.Config) (inputs.Input, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("pinpoint: config is %T", cfg)
+			}
+			return New(c), nil
+		},
+	})
+}
+
+// Input is one running Pinpoint collector.
+type Input struct {
+	cfg *Config
+	log *slog.Logger
+
+	counters    *counters
+	meta        *meta.Store
+	types       *servicetype.Table
+	ownDB       *cache.DB // only with [storage] path
+	spans       SpanConsumer
+	stats       StatConsumer
+	panicLogged sync.Map // method -> true
+
+	srv       *grpc.Server
+	listeners []string
+	serving   sync.WaitGroup
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+}
+
+// New returns an input for a validated config.
+func New(cfg *Config) *Input {
+	return &Input{cfg: cfg, log: slog.Default(), spans: discard{}, stats: discard{}}
+}
+
+// Start opens the input's cache, binds every address (so a port in use fails apmkit's
+// start with a clear error) and serves in goroutines.
+func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.started {
+		return errors.New("pinpoint: already started")
+	}
+	in.started = true
+	in.log = host.Logger()
+	defer func() {
+		if err != nil {
+			in.closeLocked()
+		}
+	}()
+	if in.counters, err = newCounters(host.Metrics()); err != nil {
+		return fmt.Errorf("pinpoint: metrics: %w", err)
+	}
+	store, err := in.openStore(host)
+	if err != nil {
+		return err
+	}
+	if in.meta, err = meta.NewStore(store, meta.Options{TTL: in.cfg.MetadataTTL}); err != nil {
+		return err
+	}
+	if in.types, err = in.loadTypes(store); err != nil {
+		return err
+	}
+	if in.srv, err = in.newServer(); err != nil {
+		return err
+	}
+	return in.listen(ctx)
+}
+
+// openStore returns the input's cache: its own badger DB when [storage] path is set
+// (DataKit's option), else its namespace of apmkit's shared cache.
+func (in *Input) openStore(host inputs.Host) (cache.Store, error) {
+	if in.cfg.Storage.Path == "" {
+		return host.Store(cacheNamespace), nil
+	}
+	dir := in.cfg.Storage.Path
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(host.DataDir(), dir)
+	}
+	cfg := cache.DefaultConfig()
+	cfg.CapacityMB = in.cfg.Storage.Capacity
+	db, err := cache.OpenBadger(dir, cfg, in.log.With("component", "pinpoint-storage"))
+	if err != nil {
+		return nil, fmt.Errorf("pinpoint: storage: %w", err)
+	}
+	in.ownDB = db
+	return db.Namespace(cacheNamespace), nil
+}
+
+// listen binds address, stat_address and span_address; the same server serves all.
+func (in *Input) listen(ctx context.Context) error {
+	var lc net.ListenConfig
+	var lns []net.Listener
+	for _, addr := range []string{in.cfg.Address, in.cfg.StatAddress, in.cfg.SpanAddress} {
+		if addr == "" {
+			continue
+		}
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return fmt.Errorf("pinpoint: listen %q: %w", addr, err)
+		}
+		lns = append(lns, ln)
+	}
+	for _, ln := range lns {
+		in.listeners = append(in.listeners, ln.Addr().String())
+		in.serving.Add(1)
+		go func(ln net.Listener) {
+			defer in.serving.Done()
+			if err := in.srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				in.log.Error("pinpoint: gRPC server stopped", "address", ln.Addr().String(), "error", err)
+			}
+		}(ln)
+	}
+	in.log.Info("pinpoint: listening for agents", "addresses", in.listeners, "tls", in.cfg.TLSCertFile != "")
+	return nil
+}
+
+// Stop lets calls in flight finish for a short grace period, then closes the rest (agents
+// reconnect, to the next apmkit if there is one), waits for every handler to return, then
+// closes the cache. It is idempotent and
+// safe before Start.
+func (in *Input) Stop(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.stopped || !in.started {
+		in.stopped = true
+		return nil
+	}
+	in.stopped = true
+	if in.srv != nil {
+		done := make(chan struct{})
+		go func() {
+			in.srv.GracefulStop()
+			close(done)
+		}()
+		grace := time.NewTimer(stopGrace)
+		defer grace.Stop()
+		select {
+		case <-done:
+		case <-grace.C:
+			in.srv.Stop() // agents' long-lived streams would hold GracefulStop forever
+			<-done
+		case <-ctx.Done():
+			in.srv.Stop()
+			<-done
+		}
+	}
+	return in.closeLocked()
+}
+
+// closeLocked releases what Start acquired.
+func (in *Input) closeLocked() error {
+	if in.srv != nil {
+		in.srv.Stop()
+	}
+	in.serving.Wait()
+	if in.ownDB != nil {
+		err := in.ownDB.Close()
+		in.ownDB = nil
+		return err
+	}
+	return nil
+}
+
+// Addrs returns the addresses the input listens on, in config order.
+func (in *Input) Addrs() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]string(nil), in.listeners...)
+}
+
+// Stats is the input's part of /v1/stats.
+func (in *Input) Stats() any {
+	if in.counters == nil {
+		return nil
+	}
+	st := in.counters.snapshot()
+	st.Listeners = in.Addrs()
+	return st
+}
+
+// Meta is the input's agent and metadata store (lookups for tools and tests).
+func (in *Input) Meta() *meta.Store { return in.meta }
+
+// stopGrace is how long Stop lets unary calls in flight finish before closing every call.
+const stopGrace = 2 * time.Second

@@ -1,0 +1,210 @@
+// Package agent wires apmkit together: config -> cache -> uploader -> pipelines -> inputs,
+// and stops them in reverse order, flushing on the way.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/apmkit/apmkit/cache"
+	"github.com/apmkit/apmkit/config"
+	"github.com/apmkit/apmkit/inputs"
+	apmio "github.com/apmkit/apmkit/io"
+	"github.com/apmkit/apmkit/pipeline"
+	"github.com/apmkit/apmkit/point"
+)
+
+// Agent is one running apmkit.
+type Agent struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	hostname string
+	started  time.Time
+
+	db       *cache.DB
+	uploader *apmio.Uploader
+	inputs   []*runningInput
+	api      *apiServer
+}
+
+// runningInput is one started input instance.
+type runningInput struct {
+	plugin   string
+	instance int
+	source   string
+	input    inputs.Input
+}
+
+// New prepares an agent; nothing runs until Start.
+func New(cfg *config.Config, log *slog.Logger) (*Agent, error) {
+	host := cfg.Main.Hostname
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("agent: host name: %w (set hostname in %s)", err, config.MainFile)
+		}
+		host = h
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Agent{cfg: cfg, log: log, reg: reg, hostname: host}, nil
+}
+
+// Start opens the cache, starts the uploader, the inputs and the HTTP API. If anything fails,
+// what was started is stopped again and the error says what failed.
+func (a *Agent) Start(ctx context.Context) (err error) {
+	a.started = time.Now()
+	defer func() {
+		if err != nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), a.cfg.Main.IO.StopTimeout)
+			defer cancel()
+			_ = a.Stop(stopCtx)
+		}
+	}()
+	dataDir := a.cfg.Main.DataDir
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("agent: data dir: %w", err)
+	}
+	if a.db, err = cache.OpenBadger(filepath.Join(dataDir, "cache"), a.cfg.Main.Cache, a.log.With("component", "cache")); err != nil {
+		return err
+	}
+	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "apmkit_cache_size_bytes", Help: "On-disk size of the cache.",
+	}, func() float64 { return float64(a.db.SizeBytes()) }))
+	if a.uploader, err = apmio.New(a.cfg.Main.IO, dataDir, a.log.With("component", "io"), a.reg); err != nil {
+		return err
+	}
+	if err := a.uploader.Start(ctx); err != nil {
+		return err
+	}
+	for _, out := range a.uploader.Outputs() {
+		a.log.Info("writing to output", "output", out)
+	}
+	if err := a.startInputs(ctx); err != nil {
+		return err
+	}
+	if a.api, err = startAPI(a.cfg.Main.HTTPAPI.Listen, a); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (a *Agent) startInputs(ctx context.Context) error {
+	count := map[string]int{}
+	for _, inst := range a.cfg.Inputs {
+		plugin, _ := inputs.Get(inst.Plugin)
+		count[inst.Plugin]++
+		in, err := plugin.New(inst.Config)
+		if err != nil {
+			return fmt.Errorf("%s: %w", inst.Source, err)
+		}
+		ri := &runningInput{plugin: inst.Plugin, instance: count[inst.Plugin], source: inst.Source, input: in}
+		if err := in.Start(ctx, a.newHost(ri, inst.Config)); err != nil {
+			return fmt.Errorf("input %s (%s) failed to start: %w", inst.Plugin, inst.Source, err)
+		}
+		a.inputs = append(a.inputs, ri)
+		a.log.Info("input started", "input", inst.Plugin, "instance", ri.instance, "from", inst.Source)
+	}
+	if len(a.inputs) == 0 {
+		a.log.Warn("no input is enabled: copy a sample from conf.d or set " + config.EnvDefaultEnabledInputs)
+	}
+	return nil
+}
+
+// Stop stops inputs (newest first), then the uploader (flushing to outputs or the spill),
+// then the cache. It is safe to call more than once and before Start.
+func (a *Agent) Stop(ctx context.Context) error {
+	var errs []error
+	// The API goes first: it reads the input list that Stop tears down.
+	if a.api != nil {
+		errs = append(errs, a.api.stop(ctx))
+		a.api = nil
+	}
+	for i := len(a.inputs) - 1; i >= 0; i-- {
+		ri := a.inputs[i]
+		if err := ri.input.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop input %s #%d: %w", ri.plugin, ri.instance, err))
+		}
+	}
+	a.inputs = nil
+	if a.uploader != nil {
+		errs = append(errs, a.uploader.Stop(ctx))
+	}
+	if a.db != nil {
+		errs = append(errs, a.db.Close())
+		a.db = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts the agent, waits for ctx to end, then stops it within the io stop timeout
+// plus a margin for inputs.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	a.log.Info("apmkit is running", "data_dir", a.cfg.Main.DataDir, "http_api", a.APIAddr())
+	<-ctx.Done()
+	a.log.Info("stopping: flushing queues")
+	stopCtx, cancel := context.WithTimeout(context.Background(), a.cfg.Main.IO.StopTimeout+5*time.Second)
+	defer cancel()
+	if err := a.Stop(stopCtx); err != nil {
+		return fmt.Errorf("agent: stop: %w", err)
+	}
+	a.log.Info("stopped")
+	return nil
+}
+
+// APIAddr is the address the HTTP API listens on ("" when disabled or not started).
+func (a *Agent) APIAddr() string {
+	if a.api == nil {
+		return ""
+	}
+	return a.api.addr
+}
+
+// host is what one input instance sees of the agent.
+type host struct {
+	agent *Agent
+	pipe  *pipeline.Pipeline
+	log   *slog.Logger
+	reg   prometheus.Registerer
+}
+
+func (a *Agent) newHost(ri *runningInput, cfg inputs.Config) *host {
+	pc := pipeline.Config{}
+	if c, ok := cfg.(pipeline.Configurer); ok {
+		pc = c.PipelineConfig()
+	}
+	pc.GlobalTags = a.cfg.Main.GlobalTags
+	labels := prometheus.Labels{"input": ri.plugin, "instance": fmt.Sprint(ri.instance)}
+	return &host{
+		agent: a,
+		pipe:  pipeline.New(pc),
+		log:   a.log.With("input", ri.plugin, "instance", ri.instance),
+		reg:   prometheus.WrapRegistererWith(labels, a.reg),
+	}
+}
+
+func (h *host) Feed(ctx context.Context, cat point.Category, pts []*point.Point) error {
+	pts = h.pipe.Process(cat, pts)
+	if len(pts) == 0 {
+		return nil
+	}
+	return h.agent.uploader.Feed(ctx, cat, pts)
+}
+
+func (h *host) Store(namespace string) cache.Store { return h.agent.db.Namespace(namespace) }
+func (h *host) Logger() *slog.Logger               { return h.log }
+func (h *host) Metrics() prometheus.Registerer     { return h.reg }
+func (h *host) DataDir() string                    { return h.agent.cfg.Main.DataDir }
+func (h *host) Hostname() string                   { return h.agent.hostname }

@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/apmkit/apmkit/inputs"
+	"github.com/apmkit/apmkit/internal/version"
+)
+
+// apiServer serves /v1/ping, /v1/stats and /metrics.
+type apiServer struct {
+	srv  *http.Server
+	addr string
+	done chan error
+}
+
+func startAPI(listen string, a *Agent) (*apiServer, error) {
+	if listen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("http api: listen %q: %w", listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ping", a.handlePing)
+	mux.HandleFunc("GET /v1/stats", a.handleStats)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	s := &apiServer{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		addr: ln.Addr().String(),
+		done: make(chan error, 1),
+	}
+	go func() { s.done <- s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *apiServer) stop(ctx context.Context) error {
+	if s == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	if serveErr := <-s.done; !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(err, serveErr)
+	}
+	return err
+}
+
+// Ping is the /v1/ping answer.
+type Ping struct {
+	Version       string  `json:"version"`
+	Hostname      string  `json:"hostname"`
+	Uptime        string  `json:"uptime"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+}
+
+func (a *Agent) handlePing(w http.ResponseWriter, _ *http.Request) {
+	up := time.Since(a.started)
+	writeJSON(w, Ping{Version: version.Version, Hostname: a.hostname, Uptime: up.Round(time.Second).String(), UptimeSeconds: up.Seconds()})
+}
+
+// InputStats is one input instance in /v1/stats.
+type InputStats struct {
+	Input    string `json:"input"`
+	Instance int    `json:"instance"`
+	Source   string `json:"source"`
+	Stats    any    `json:"stats,omitempty"`
+}
+
+// Stats is the /v1/stats answer.
+type Stats struct {
+	Ping
+	Inputs     []InputStats `json:"inputs"`
+	IO         any          `json:"io"`
+	CacheBytes int64        `json:"cache_bytes"`
+}
+
+func (a *Agent) handleStats(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, a.Stats())
+}
+
+// Stats snapshots the agent's state.
+func (a *Agent) Stats() Stats {
+	up := time.Since(a.started)
+	st := Stats{
+		Ping:   Ping{Version: version.Version, Hostname: a.hostname, Uptime: up.Round(time.Second).String(), UptimeSeconds: up.Seconds()},
+		Inputs: []InputStats{},
+	}
+	for _, ri := range a.inputs {
+		is := InputStats{Input: ri.plugin, Instance: ri.instance, Source: ri.source}
+		if r, ok := ri.input.(inputs.StatsReporter); ok {
+			is.Stats = r.Stats()
+		}
+		st.Inputs = append(st.Inputs, is)
+	}
+	if a.uploader != nil {
+		st.IO = a.uploader.Stats()
+	}
+	if a.db != nil {
+		st.CacheBytes = a.db.SizeBytes()
+	}
+	return st
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

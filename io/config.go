@@ -1,0 +1,371 @@
+package io
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/apmkit/apmkit/point"
+)
+
+// Config is the `[io]` table of apmkit.conf.
+type Config struct {
+	QueueMaxPoints int            `toml:"queue_max_points" doc:"Points each category queue holds before Feed waits (bounded memory). Default 100000."`
+	FeedTimeout    time.Duration  `toml:"feed_timeout" doc:"How long an input waits on a full queue before its points are dropped and counted. Default 5s."`
+	BatchMaxPoints int            `toml:"batch_max_points" doc:"A batch is sent when it holds this many points... Default 1000."`
+	BatchMaxBytes  int            `toml:"batch_max_bytes" doc:"...or this many bytes of line protocol (a single longer line is sent alone)... Default 4 MiB."`
+	FlushInterval  time.Duration  `toml:"flush_interval" doc:"...or when its oldest point is this old. Default 1s."`
+	StopTimeout    time.Duration  `toml:"stop_timeout" doc:"On stop, how long queued batches may take to reach the outputs; the rest is spilled to disk. Default 10s."`
+	Outputs        []OutputConfig `toml:"outputs" doc:"Where points go. Every output receives every batch of its categories independently.\nWith no output configured, apmkit writes line-protocol files under DATA_DIR/out/."`
+}
+
+// OutputConfig is one `[[io.outputs]]` table.
+type OutputConfig struct {
+	Type string `toml:"type" doc:"file | dataway | influxdb | influxdb2"`
+	Name string `toml:"name" doc:"Unique name (metrics, spill folder DATA_DIR/spill/<name>). Letters, digits, '-', '_', '.'. Default: the type, then type-2, type-3..."`
+	// Categories limits the output to some categories (metric, tracing, logging, object); empty = all.
+	Categories []string `toml:"categories" doc:"Categories this output receives (metric, tracing, logging, object). Empty = all."`
+
+	URL     string        `toml:"url" doc:"dataway: https://openway.guance.com?token=tkn_xxx (the token query is kept)\ninfluxdb/influxdb2: http://127.0.0.1:8086"`
+	Timeout time.Duration `toml:"timeout" doc:"Per-request timeout of HTTP outputs. Default 30s."`
+	// Gzip is a pointer so that an explicit `gzip = false` survives defaults-filling: a plain
+	// bool cannot tell "unset" (default true) from "false".
+	Gzip    *bool             `toml:"gzip" doc:"Compress HTTP request bodies with gzip. Default true."`
+	Headers map[string]string `toml:"headers" doc:"Extra HTTP headers."`
+
+	Database        string `toml:"database" doc:"influxdb: database (db=)."`
+	RetentionPolicy string `toml:"retention_policy" doc:"influxdb: retention policy (rp=), optional."`
+	Username        string `toml:"username" doc:"influxdb: basic-auth user, optional."`
+	Password        string `toml:"password" doc:"influxdb: basic-auth password, optional (masked by 'apmkit config')."`
+	Org             string `toml:"org" doc:"influxdb2: organization."`
+	Bucket          string `toml:"bucket" doc:"influxdb2: bucket."`
+	Token           string `toml:"token" doc:"influxdb2: API token (masked by 'apmkit config')."`
+
+	Dir       string `toml:"dir" doc:"file: folder for the .lp files. Default DATA_DIR/out."`
+	MaxFileMB int    `toml:"max_file_mb" doc:"file: start a new file when the current one would grow beyond this size. Default 64."`
+	MaxFiles  int    `toml:"max_files" doc:"file: files kept per category, the one being written included; the oldest is deleted. Default 10."`
+
+	QueueMaxBatches int           `toml:"queue_max_batches" doc:"Batches held in memory for this output; when it is full (slow or failing output) batches go to the disk spill. Default 16."`
+	RetryInitial    time.Duration `toml:"retry_initial" doc:"First retry delay; it doubles (with jitter) up to retry_max. Default 1s."`
+	RetryMax        time.Duration `toml:"retry_max" doc:"Longest delay between two retries; also caps a server's Retry-After. Default 30s."`
+	RetryMaxElapsed time.Duration `toml:"retry_max_elapsed" doc:"After retrying this long, a batch goes to the disk spill. Default 1m."`
+	CapacityMB      int           `toml:"capacity_mb" doc:"Disk spill capacity in MiB for batches this output could not take; beyond it the oldest is dropped and counted. Default 1024."`
+}
+
+// Output types.
+const (
+	TypeFile      = "file"
+	TypeDataway   = "dataway"
+	TypeInfluxDB  = "influxdb"
+	TypeInfluxDB2 = "influxdb2"
+)
+
+// allowedTypes is what error messages list; keep it in step with knownType.
+const allowedTypes = "file, dataway, influxdb, influxdb2"
+
+func knownType(t string) bool {
+	switch t {
+	case TypeFile, TypeDataway, TypeInfluxDB, TypeInfluxDB2:
+		return true
+	}
+	return false
+}
+
+// Defaults. The queue and batch sizes bound memory: 4 queues x 100k points plus, per output,
+// queue_max_batches batches of at most 4 MiB.
+const (
+	defaultQueueMaxPoints  = 100_000
+	defaultFeedTimeout     = 5 * time.Second
+	defaultBatchMaxPoints  = 1000
+	defaultBatchMaxBytes   = 4 << 20
+	defaultFlushInterval   = time.Second
+	defaultStopTimeout     = 10 * time.Second
+	defaultHTTPTimeout     = 30 * time.Second
+	defaultGzip            = true
+	defaultQueueMaxBatches = 16
+	defaultRetryInitial    = time.Second
+	defaultRetryMax        = 30 * time.Second
+	defaultRetryMaxElapsed = time.Minute
+	defaultCapacityMB      = 1024
+	defaultMaxFileMB       = 64
+	defaultMaxFiles        = 10
+)
+
+// Examples quoted by validation errors.
+const (
+	exampleDatawayURL = "https://openway.guance.com?token=tkn_xxx"
+	exampleInfluxURL  = "http://127.0.0.1:8086"
+)
+
+// DefaultConfig returns the defaults used when apmkit.conf has no [io] table. It has no
+// outputs: New then adds the file output under DATA_DIR/out.
+func DefaultConfig() Config {
+	return Config{
+		QueueMaxPoints: defaultQueueMaxPoints,
+		FeedTimeout:    defaultFeedTimeout,
+		BatchMaxPoints: defaultBatchMaxPoints,
+		BatchMaxBytes:  defaultBatchMaxBytes,
+		FlushInterval:  defaultFlushInterval,
+		StopTimeout:    defaultStopTimeout,
+	}
+}
+
+// Validate fills unset (zero) values with their defaults, names unnamed outputs, then checks
+// everything. The error lists every problem, one per line, each naming its key and what is
+// allowed, so a user fixes a config in one round.
+func (c *Config) Validate() error {
+	c.applyDefaults()
+	errs := c.validateTop()
+	seen := map[string]int{}
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		errs = append(errs, o.validate(i)...)
+		if first, dup := seen[o.Name]; dup && o.Name != "" {
+			errs = append(errs, fmt.Errorf("%s: name %q: duplicate of io.outputs[%d]; names must be unique", o.where(i), o.Name, first))
+			continue
+		}
+		seen[o.Name] = i
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) applyDefaults() {
+	setDefault(&c.QueueMaxPoints, defaultQueueMaxPoints)
+	setDefault(&c.FeedTimeout, defaultFeedTimeout)
+	setDefault(&c.BatchMaxPoints, defaultBatchMaxPoints)
+	setDefault(&c.BatchMaxBytes, defaultBatchMaxBytes)
+	setDefault(&c.FlushInterval, defaultFlushInterval)
+	setDefault(&c.StopTimeout, defaultStopTimeout)
+	for i := range c.Outputs {
+		c.Outputs[i].applyDefaults()
+	}
+	c.nameOutputs()
+}
+
+// setDefault replaces a zero value; negative values are left for Validate to report.
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// nameOutputs gives unnamed outputs their type as name, then type-2, type-3... skipping
+// names the user chose, so `[[io.outputs]] type="dataway"` twice gives dataway, dataway-2.
+func (c *Config) nameOutputs() {
+	taken := map[string]bool{}
+	for _, o := range c.Outputs {
+		if o.Name != "" {
+			taken[o.Name] = true
+		}
+	}
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		if o.Name != "" || !knownType(o.Type) {
+			continue
+		}
+		name := o.Type
+		for n := 2; taken[name]; n++ {
+			name = fmt.Sprintf("%s-%d", o.Type, n)
+		}
+		o.Name = name
+		taken[name] = true
+	}
+}
+
+// applyDefaults fills an output's unset values. The name needs the other outputs and is set
+// by Config.Validate; the file output's dir needs the data dir and is set by New.
+func (o *OutputConfig) applyDefaults() {
+	setDefault(&o.Timeout, defaultHTTPTimeout)
+	if o.Gzip == nil {
+		gz := defaultGzip
+		o.Gzip = &gz
+	}
+	setDefault(&o.QueueMaxBatches, defaultQueueMaxBatches)
+	setDefault(&o.RetryInitial, defaultRetryInitial)
+	setDefault(&o.RetryMax, defaultRetryMax)
+	setDefault(&o.RetryMaxElapsed, defaultRetryMaxElapsed)
+	setDefault(&o.CapacityMB, defaultCapacityMB)
+	setDefault(&o.MaxFileMB, defaultMaxFileMB)
+	setDefault(&o.MaxFiles, defaultMaxFiles)
+}
+
+// GzipEnabled reports whether request bodies are compressed (true when unset).
+func (o *OutputConfig) GzipEnabled() bool { return o.Gzip == nil || *o.Gzip }
+
+func (c *Config) validateTop() []error {
+	var errs []error
+	errs = appendIf(errs, positive("io.queue_max_points", c.QueueMaxPoints))
+	errs = appendIf(errs, positive("io.feed_timeout", c.FeedTimeout))
+	errs = appendIf(errs, positive("io.batch_max_points", c.BatchMaxPoints))
+	errs = appendIf(errs, positive("io.batch_max_bytes", c.BatchMaxBytes))
+	errs = appendIf(errs, positive("io.flush_interval", c.FlushInterval))
+	errs = appendIf(errs, positive("io.stop_timeout", c.StopTimeout))
+	return errs
+}
+
+func positive[T int | time.Duration](key string, v T) error {
+	if v > 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: must be > 0 (or unset for the default), got %v", key, v)
+}
+
+func appendIf(errs []error, err error) []error {
+	if err != nil {
+		return append(errs, err)
+	}
+	return errs
+}
+
+// where names an output in errors: io.outputs[1] (dataway).
+func (o *OutputConfig) where(i int) string {
+	if o.Name == "" {
+		return fmt.Sprintf("io.outputs[%d]", i)
+	}
+	return fmt.Sprintf("io.outputs[%d] (%s)", i, o.Name)
+}
+
+func (o *OutputConfig) validate(i int) []error {
+	at := o.where(i)
+	if o.Type == "" {
+		return []error{fmt.Errorf("%s: type: required, allowed: %s", at, allowedTypes)}
+	}
+	if !knownType(o.Type) {
+		return []error{fmt.Errorf("%s: type %q: unknown, allowed: %s", at, o.Type, allowedTypes)}
+	}
+	var errs []error
+	if err := validName(o.Name); err != nil {
+		errs = append(errs, fmt.Errorf("%s: name %q: %w", at, o.Name, err))
+	}
+	for _, c := range o.Categories {
+		if _, err := point.ParseCategory(c); err != nil {
+			errs = append(errs, fmt.Errorf("%s: categories: %w", at, err))
+		}
+	}
+	for k := range o.Headers {
+		if !validHeaderName(k) {
+			errs = append(errs, fmt.Errorf("%s: headers: %q is not a valid HTTP header name", at, k))
+		}
+	}
+	errs = append(errs, o.validateLimits(at)...)
+	errs = append(errs, o.validateType(at)...)
+	return errs
+}
+
+func (o *OutputConfig) validateLimits(at string) []error {
+	var errs []error
+	errs = appendIf(errs, positive(at+": timeout", o.Timeout))
+	errs = appendIf(errs, positive(at+": queue_max_batches", o.QueueMaxBatches))
+	errs = appendIf(errs, positive(at+": retry_initial", o.RetryInitial))
+	errs = appendIf(errs, positive(at+": retry_max", o.RetryMax))
+	errs = appendIf(errs, positive(at+": retry_max_elapsed", o.RetryMaxElapsed))
+	errs = appendIf(errs, positive(at+": capacity_mb", o.CapacityMB))
+	errs = appendIf(errs, positive(at+": max_file_mb", o.MaxFileMB))
+	errs = appendIf(errs, positive(at+": max_files", o.MaxFiles))
+	if o.RetryInitial > 0 && o.RetryMax > 0 && o.RetryMax < o.RetryInitial {
+		errs = append(errs, fmt.Errorf("%s: retry_max: must be >= retry_initial (%v), got %v", at, o.RetryInitial, o.RetryMax))
+	}
+	return errs
+}
+
+func (o *OutputConfig) validateType(at string) []error {
+	var errs []error
+	required := func(key, val, hint string) {
+		if val == "" {
+			errs = append(errs, fmt.Errorf("%s: %s: required for %s outputs%s", at, key, o.Type, hint))
+		}
+	}
+	switch o.Type {
+	case TypeDataway:
+		if err := validateHTTPURL(o.URL, exampleDatawayURL); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", at, err))
+		} else if u, _ := url.Parse(o.URL); u.Query().Get("token") == "" {
+			errs = append(errs, fmt.Errorf("%s: url: missing the token query, e.g. %s", at, exampleDatawayURL))
+		}
+	case TypeInfluxDB:
+		errs = appendIf(errs, prefixErr(at, validateHTTPURL(o.URL, exampleInfluxURL)))
+		required("database", o.Database, " (db=)")
+	case TypeInfluxDB2:
+		errs = appendIf(errs, prefixErr(at, validateHTTPURL(o.URL, exampleInfluxURL)))
+		required("org", o.Org, "")
+		required("bucket", o.Bucket, "")
+		required("token", o.Token, " (an API token with write access to the bucket)")
+	}
+	return errs
+}
+
+func prefixErr(at string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", at, err)
+}
+
+// validateHTTPURL never quotes the URL back: it may hold a token.
+func validateHTTPURL(raw, example string) error {
+	if raw == "" {
+		return fmt.Errorf("url: required, e.g. %s", example)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("url: not a valid URL (%v), e.g. %s", err, example)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("url: scheme %q not supported, use http or https, e.g. %s", u.Scheme, example)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("url: missing host, e.g. %s", example)
+	}
+	return nil
+}
+
+// validName keeps output names safe as a folder name and a metric label.
+func validName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.HasPrefix(name, ".") {
+		return errors.New("must be non-empty and not start with '.'")
+	}
+	for _, r := range name {
+		ok := r == '-' || r == '_' || r == '.' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !ok {
+			return errors.New("only letters, digits, '-', '_' and '.' are allowed")
+		}
+	}
+	return nil
+}
+
+// validHeaderName checks RFC 9110 token characters.
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		alnum := (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		if !alnum && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// categorySet resolves Categories (validated) to a membership test; empty means all.
+func (o *OutputConfig) categorySet() map[point.Category]bool {
+	set := map[point.Category]bool{}
+	for _, name := range o.Categories {
+		if c, err := point.ParseCategory(name); err == nil {
+			set[c] = true
+		}
+	}
+	if len(set) == 0 {
+		for _, c := range point.Categories {
+			set[c] = true
+		}
+	}
+	return set
+}
