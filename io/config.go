@@ -12,13 +12,13 @@ import (
 
 // Config is the `[io]` table of apmkit.conf.
 type Config struct {
-	QueueMaxPoints int            `toml:"queue_max_points" doc:"Points each category queue holds before Feed waits (bounded memory). Default 100000."`
-	FeedTimeout    time.Duration  `toml:"feed_timeout" doc:"How long an input waits on a full queue before its points are dropped and counted. Default 5s."`
-	BatchMaxPoints int            `toml:"batch_max_points" doc:"A batch is sent when it holds this many points... Default 1000."`
-	BatchMaxBytes  int            `toml:"batch_max_bytes" doc:"...or this many bytes of line protocol (a single longer line is sent alone)... Default 4 MiB."`
-	FlushInterval  time.Duration  `toml:"flush_interval" doc:"...or when its oldest point is this old. Default 1s."`
-	StopTimeout    time.Duration  `toml:"stop_timeout" doc:"On stop, how long queued batches may take to reach the outputs; the rest is spilled to disk. Default 10s."`
-	Outputs        []OutputConfig `toml:"outputs" doc:"Where points go. Every output receives every batch of its categories independently.\nWith no output configured, apmkit writes line-protocol files under DATA_DIR/out/."`
+	QueueMaxPoints int            `toml:"queue_max_points" doc:"Points each category queue holds before Feed waits (bounded memory)."`
+	FeedTimeout    time.Duration  `toml:"feed_timeout" doc:"How long an input waits on a full queue before its points are dropped and counted."`
+	BatchMaxPoints int            `toml:"batch_max_points" doc:"A batch is sent when it holds this many points..."`
+	BatchMaxBytes  int            `toml:"batch_max_bytes" doc:"...or this many bytes of line protocol (a single longer line is sent alone)..."`
+	FlushInterval  time.Duration  `toml:"flush_interval" doc:"...or when its oldest point is this old."`
+	StopTimeout    time.Duration  `toml:"stop_timeout" doc:"On stop, how long queued batches may take to reach the outputs; the rest is spilled to disk."`
+	Outputs        []OutputConfig `toml:"outputs" doc:"Where points go. Every output receives every batch of its categories independently.\nWith no output configured, apmkit writes line-protocol files under DATA_DIR/out/.\nSeveral DataWay URLs = several dataway outputs." example:"[[io.outputs]]\n  type = \"dataway\"\n  url = \"https://openway.guance.com?token=tkn_xxx\"\n\n[[io.outputs]]\n  type = \"influxdb\"\n  url = \"http://127.0.0.1:8086\"\n  database = \"apm\"\n\n[[io.outputs]]\n  type = \"file\"\n  categories = [\"tracing\"]"`
 }
 
 // OutputConfig is one `[[io.outputs]]` table.
@@ -33,7 +33,7 @@ type OutputConfig struct {
 	// Gzip is a pointer so that an explicit `gzip = false` survives defaults-filling: a plain
 	// bool cannot tell "unset" (default true) from "false".
 	Gzip    *bool             `toml:"gzip" doc:"Compress HTTP request bodies with gzip. Default true."`
-	Headers map[string]string `toml:"headers" doc:"Extra HTTP headers."`
+	Headers map[string]string `toml:"headers" doc:"Extra HTTP headers (they win over apmkit's own)." example:"X-Tenant = \"shop\""`
 
 	Database        string `toml:"database" doc:"influxdb: database (db=)."`
 	RetentionPolicy string `toml:"retention_policy" doc:"influxdb: retention policy (rp=), optional."`

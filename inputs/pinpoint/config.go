@@ -25,12 +25,13 @@ type Config struct {
 	ChunkWait      time.Duration `toml:"chunk_wait" env:"CHUNK_WAIT" doc:"How long a span chunk waits on disk for its span; then it is written as a partial span (tag partial=true)."`
 	MetadataWait   time.Duration `toml:"metadata_wait" env:"METADATA_WAIT" doc:"How long a span whose api/sql/string ids are not known yet waits for the agent's metadata;\nthen it is written with placeholders such as api:123."`
 
-	Storage          Storage             `toml:"storage" env:"STORAGE" doc:"Where this input's on-disk cache lives and its cap in MiB (DataKit's option).\nEmpty path = apmkit's shared cache under DATA_DIR/cache. Env: JSON {\"storage\": path, \"capacity\": MB}."`
-	KeepRareResource bool                `toml:"keep_rare_resource" env:"KEEP_RARE_RESOURCE" doc:"Always keep a (service, resource) not seen in the last hour, whatever the sampler says."`
-	DelMessage       bool                `toml:"del_message" env:"DEL_MESSAGE" doc:"Drop the message field (the JSON of the original span) from every span: much smaller points."`
-	CloseResource    map[string][]string `toml:"close_resource" env:"CLOSE_RESOURCE" doc:"Drop traces whose entry resource matches: service name (\"*\" = every service) -> regular expressions.\nEnv: JSON {\"service\": [\"regex\", ...]}." example:"\"*\" = [\"^/health$\"]\n\"frontend\" = [\"^/static/.*\"]"`
-	Sampler          Sampler             `toml:"sampler" doc:"Per-trace sampling: every span of a trace gets the same decision, on every apmkit replica."`
-	Tags             map[string]string   `toml:"tags" env:"TAGS" doc:"Tags added to every point of this input (a span's own tag of the same key wins). Env: JSON." example:"env = \"prod\"\nproject = \"shop\""`
+	Storage          Storage                     `toml:"storage" env:"STORAGE" doc:"Where this input's on-disk cache lives and its cap in MiB (DataKit's option).\nEmpty path = apmkit's shared cache under DATA_DIR/cache. Env: JSON {\"storage\": path, \"capacity\": MB}."`
+	KeepRareResource bool                        `toml:"keep_rare_resource" env:"KEEP_RARE_RESOURCE" doc:"Always keep a (service, resource) not seen in the last hour, whatever the sampler says."`
+	DelMessage       bool                        `toml:"del_message" env:"DEL_MESSAGE" doc:"Drop the message field (the JSON of the original span) from every span: much smaller points."`
+	CloseResource    map[string][]string         `toml:"close_resource" env:"CLOSE_RESOURCE" doc:"Drop traces whose entry resource matches: service name (\"*\" = every service) -> regular expressions.\nEnv: JSON {\"service\": [\"regex\", ...]}." example:"\"*\" = [\"^/health$\"]\n\"frontend\" = [\"^/static/.*\"]"`
+	Sampler          Sampler                     `toml:"sampler" doc:"Per-trace sampling: every span of a trace gets the same decision, on every apmkit replica."`
+	SmartSampler     pipeline.SmartSamplerConfig `toml:"smart_sampler" env:"SMART_SAMPLER" doc:"Per-URL quota sampling by error/slow/normal class and host CPU (off by default). Replaces sampler when enabled.\nEnv: JSON {\"enabled\": true, \"slow_threshold\": \"800ms\"}."`
+	Tags             map[string]string           `toml:"tags" env:"TAGS" doc:"Tags added to every point of this input (a span's own tag of the same key wins). Env: JSON." example:"env = \"prod\"\nproject = \"shop\""`
 }
 
 // Storage is [inputs.pinpoint.storage]. The JSON names are DataKit's env format.
@@ -56,6 +57,7 @@ func DefaultConfig() *Config {
 		ChunkWait:      2 * time.Minute,
 		MetadataWait:   5 * time.Second,
 		Sampler:        Sampler{SamplingRate: 1},
+		SmartSampler:   pipeline.DefaultSmartSampler(),
 	}
 }
 
@@ -101,6 +103,9 @@ func (c *Config) Validate() error {
 	if c.Storage.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("storage.capacity: %d must be >= 0 (MiB)", c.Storage.Capacity))
 	}
+	if c.SmartSampler.SlowThreshold <= 0 {
+		errs = append(errs, fmt.Errorf("smart_sampler.slow_threshold: %s must be > 0", c.SmartSampler.SlowThreshold))
+	}
 	if r := c.Sampler.SamplingRate; r < 0 || r > 1 {
 		errs = append(errs, fmt.Errorf("sampler.sampling_rate: %v must be within 0..1", r))
 	}
@@ -136,5 +141,13 @@ func (c *Config) validateTLS() error {
 
 // PipelineConfig hands the trace options to the input's pipeline.
 func (c *Config) PipelineConfig() pipeline.Config {
-	return pipeline.Config{Tags: c.Tags}
+	rate := c.Sampler.SamplingRate
+	return pipeline.Config{
+		Tags:             c.Tags,
+		CloseResource:    c.CloseResource,
+		SamplingRate:     &rate,
+		KeepRareResource: c.KeepRareResource,
+		DelMessage:       c.DelMessage,
+		SmartSampler:     c.SmartSampler,
+	}
 }

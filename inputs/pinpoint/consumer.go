@@ -24,7 +24,7 @@ type StatConsumer interface {
 // discard is the consumer of data no stage handles yet: the server has counted it.
 type discard struct{}
 
-func (discard) ConsumeSpan(context.Context, *meta.Sender, *pb.PSpan) error            { return nil }
-func (discard) ConsumeChunk(context.Context, *meta.Sender, *pb.PSpanChunk) error      { return nil }
-func (discard) ConsumeStat(context.Context, *meta.Sender, *pb.PStatMessage) error     { return nil }
+func (discard) ConsumeSpan(context.Context, *meta.Sender, *pb.PSpan) error           { return nil }
+func (discard) ConsumeChunk(context.Context, *meta.Sender, *pb.PSpanChunk) error     { return nil }
+func (discard) ConsumeStat(context.Context, *meta.Sender, *pb.PStatMessage) error    { return nil }
 func (discard) ConsumeAgentInfo(context.Context, *meta.Sender, *pb.PAgentInfo) error { return nil }

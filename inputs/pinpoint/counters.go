@@ -68,7 +68,7 @@ type counters struct {
 	panics    *prometheus.CounterVec
 	connected prometheus.Gauge
 
-	total  [numMsgTypes]atomic.Int64
+	total   [numMsgTypes]atomic.Int64
 	rejects sync.Map // reason -> *atomic.Int64
 
 	mu     sync.Mutex

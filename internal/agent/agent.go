@@ -42,6 +42,7 @@ type runningInput struct {
 	instance int
 	source   string
 	input    inputs.Input
+	pipe     *pipeline.Pipeline
 }
 
 // New prepares an agent; nothing runs until Start.
@@ -108,7 +109,12 @@ func (a *Agent) startInputs(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", inst.Source, err)
 		}
 		ri := &runningInput{plugin: inst.Plugin, instance: count[inst.Plugin], source: inst.Source, input: in}
-		if err := in.Start(ctx, a.newHost(ri, inst.Config)); err != nil {
+		h, err := a.newHost(ri, inst.Config)
+		if err != nil {
+			return fmt.Errorf("%s: %w", inst.Source, err)
+		}
+		ri.pipe = h.pipe
+		if err := in.Start(ctx, h); err != nil {
 			return fmt.Errorf("input %s (%s) failed to start: %w", inst.Plugin, inst.Source, err)
 		}
 		a.inputs = append(a.inputs, ri)
@@ -180,19 +186,24 @@ type host struct {
 	reg   prometheus.Registerer
 }
 
-func (a *Agent) newHost(ri *runningInput, cfg inputs.Config) *host {
+func (a *Agent) newHost(ri *runningInput, cfg inputs.Config) (*host, error) {
 	pc := pipeline.Config{}
 	if c, ok := cfg.(pipeline.Configurer); ok {
 		pc = c.PipelineConfig()
 	}
 	pc.GlobalTags = a.cfg.Main.GlobalTags
 	labels := prometheus.Labels{"input": ri.plugin, "instance": fmt.Sprint(ri.instance)}
+	reg := prometheus.WrapRegistererWith(labels, a.reg)
+	pipe, err := pipeline.New(pc, pipeline.Options{Metrics: reg})
+	if err != nil {
+		return nil, err
+	}
 	return &host{
 		agent: a,
-		pipe:  pipeline.New(pc),
+		pipe:  pipe,
 		log:   a.log.With("input", ri.plugin, "instance", ri.instance),
-		reg:   prometheus.WrapRegistererWith(labels, a.reg),
-	}
+		reg:   reg,
+	}, nil
 }
 
 func (h *host) Feed(ctx context.Context, cat point.Category, pts []*point.Point) error {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/apmkit/apmkit/inputs"
 	"github.com/apmkit/apmkit/internal/version"
+	"github.com/apmkit/apmkit/pipeline"
 )
 
 // apiServer serves /v1/ping, /v1/stats and /metrics.
@@ -71,8 +72,9 @@ func (a *Agent) handlePing(w http.ResponseWriter, _ *http.Request) {
 type InputStats struct {
 	Input    string `json:"input"`
 	Instance int    `json:"instance"`
-	Source   string `json:"source"`
-	Stats    any    `json:"stats,omitempty"`
+	Source   string         `json:"source"`
+	Stats    any            `json:"stats,omitempty"`
+	Pipeline pipeline.Stats `json:"pipeline"`
 }
 
 // Stats is the /v1/stats answer.
@@ -95,7 +97,7 @@ func (a *Agent) Stats() Stats {
 		Inputs: []InputStats{},
 	}
 	for _, ri := range a.inputs {
-		is := InputStats{Input: ri.plugin, Instance: ri.instance, Source: ri.source}
+		is := InputStats{Input: ri.plugin, Instance: ri.instance, Source: ri.source, Pipeline: ri.pipe.Stats()}
 		if r, ok := ri.input.(inputs.StatsReporter); ok {
 			is.Stats = r.Stats()
 		}

@@ -1,0 +1,204 @@
+package io
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	stdio "io"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apmkit/apmkit/internal/version"
+	"github.com/apmkit/apmkit/point"
+)
+
+// httpSender POSTs a batch's line protocol. dataway, influxdb and influxdb2 differ only in
+// the URL per category, the headers and authentication, which newHTTPSender's callers set.
+type httpSender struct {
+	kind      string
+	masked    string // the configured URL with secrets masked
+	endpoints map[point.Category]string
+	header    http.Header // sent with every request; cloned per request
+	gzip      bool
+	xPoints   bool // DataWay wants the point count in X-Points
+	client    *http.Client
+	transport *http.Transport
+	extra     string // shown by describe, e.g. "db=apm"
+}
+
+// userAgent is apmkit/<version>; the OS and architecture follow as a comment, as DataKit
+// puts them in its own User-Agent.
+func userAgent() string {
+	return fmt.Sprintf("apmkit/%s (%s; %s)", version.Version, runtime.GOOS, runtime.GOARCH)
+}
+
+func newHTTPSender(kind string, cfg OutputConfig) *httpSender {
+	// Each output owns its transport: its connections, and CloseIdleConnections on stop,
+	// are its own (no shared http.DefaultTransport).
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 4
+	s := &httpSender{
+		kind:      kind,
+		masked:    maskURL(cfg.URL),
+		endpoints: map[point.Category]string{},
+		header:    http.Header{},
+		gzip:      cfg.GzipEnabled(),
+		client:    &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		transport: tr,
+	}
+	s.header.Set("User-Agent", userAgent())
+	if s.gzip {
+		s.header.Set("Content-Encoding", "gzip")
+	}
+	return s
+}
+
+// applyUserHeaders comes last so configured headers win over the defaults.
+func (s *httpSender) applyUserHeaders(h map[string]string) {
+	for k, v := range h {
+		s.header.Set(k, v)
+	}
+}
+
+// newDatawaySender posts to {url without query}/v1/write/{category}?{the url's query}, so the
+// token= query is kept. Headers follow DataKit's dataway writer: Content-Encoding, X-Points,
+// User-Agent, X-Datakit-Info "<host>; <version>" and Content-Type application/line-protocol
+// (what DataKit sends for line protocol; DataWay also reads an unknown type as line protocol).
+// DataKit sends no precision header: line protocol timestamps are nanoseconds by default.
+func newDatawaySender(cfg OutputConfig) (*httpSender, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("dataway url: %w", err)
+	}
+	s := newHTTPSender(TypeDataway, cfg)
+	base := strings.TrimRight(u.Path, "/")
+	for _, c := range point.Categories {
+		cu := *u
+		cu.Path = base + "/v1/write/" + c.String()
+		cu.RawPath = ""
+		s.endpoints[c] = cu.String()
+	}
+	s.xPoints = true
+	s.header.Set("Content-Type", "application/line-protocol")
+	host, _ := os.Hostname()
+	s.header.Set("X-Datakit-Info", fmt.Sprintf("%s; %s", host, version.Version))
+	s.applyUserHeaders(cfg.Headers)
+	return s, nil
+}
+
+// newInfluxDBSender posts to InfluxDB 1.x: {url}/write?db=&rp=&precision=ns, optional basic auth.
+func newInfluxDBSender(cfg OutputConfig) (*httpSender, error) {
+	q := url.Values{"db": {cfg.Database}, "precision": {"ns"}}
+	if cfg.RetentionPolicy != "" {
+		q.Set("rp", cfg.RetentionPolicy)
+	}
+	s, err := newInfluxSender(TypeInfluxDB, cfg, "/write", q)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Username != "" {
+		req := &http.Request{Header: http.Header{}}
+		req.SetBasicAuth(cfg.Username, cfg.Password)
+		s.header.Set("Authorization", req.Header.Get("Authorization"))
+	}
+	s.extra = "db=" + cfg.Database
+	s.applyUserHeaders(cfg.Headers)
+	return s, nil
+}
+
+// newInfluxDB2Sender posts to InfluxDB 2.x: {url}/api/v2/write?org=&bucket=&precision=ns with
+// Authorization: Token. VictoriaMetrics accepts both influx paths too.
+func newInfluxDB2Sender(cfg OutputConfig) (*httpSender, error) {
+	q := url.Values{"org": {cfg.Org}, "bucket": {cfg.Bucket}, "precision": {"ns"}}
+	s, err := newInfluxSender(TypeInfluxDB2, cfg, "/api/v2/write", q)
+	if err != nil {
+		return nil, err
+	}
+	s.header.Set("Authorization", "Token "+cfg.Token)
+	s.extra = "org=" + cfg.Org + " bucket=" + cfg.Bucket
+	s.applyUserHeaders(cfg.Headers)
+	return s, nil
+}
+
+func newInfluxSender(kind string, cfg OutputConfig, path string, params url.Values) (*httpSender, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("%s url: %w", kind, err)
+	}
+	q := u.Query()
+	for k, v := range params {
+		q[k] = v
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + path
+	u.RawPath = ""
+	u.RawQuery = q.Encode()
+	s := newHTTPSender(kind, cfg)
+	// InfluxDB has no categories: all of them go to the same write endpoint.
+	for _, c := range point.Categories {
+		s.endpoints[c] = u.String()
+	}
+	s.header.Set("Content-Type", "text/plain; charset=utf-8")
+	return s, nil
+}
+
+func (s *httpSender) send(ctx context.Context, b *batch) (int, error) {
+	var body []byte
+	var err error
+	if s.gzip {
+		body, err = b.gzipBytes()
+	} else {
+		body, err = b.rawBytes()
+	}
+	if err != nil {
+		return 0, &sendError{msg: err.Error()}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoints[b.cat], bytes.NewReader(body))
+	if err != nil {
+		return 0, &sendError{permanent: true, msg: fmt.Sprintf("POST %s: %v", s.masked, err)}
+	}
+	req.Header = s.header.Clone()
+	if s.xPoints {
+		req.Header.Set("X-Points", strconv.Itoa(b.points))
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, networkError(err, s.masked)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		drain(resp.Body)
+		return len(body), nil
+	}
+	snippet, _ := stdio.ReadAll(stdio.LimitReader(resp.Body, 1024))
+	drain(resp.Body)
+	text := snippetOf(snippet)
+	if ie := resp.Header.Get("X-Influxdb-Error"); ie != "" && text == "" {
+		text = snippetOf([]byte(ie))
+	}
+	return 0, statusError(resp, text, time.Now())
+}
+
+// drain reads a little of what is left so the connection can be reused.
+func drain(r stdio.Reader) {
+	_, _ = stdio.Copy(stdio.Discard, stdio.LimitReader(r, 64<<10))
+}
+
+func (s *httpSender) describe() string {
+	d := s.kind + ": " + s.masked
+	if s.extra != "" {
+		d += " " + s.extra
+	}
+	return d
+}
+
+func (s *httpSender) location() string { return s.masked }
+
+func (s *httpSender) close() error {
+	s.transport.CloseIdleConnections()
+	return nil
+}
