@@ -141,12 +141,15 @@ func (c *counters) count(s *meta.Sender, t msgType) {
 }
 
 // reject records a rejected message or call.
-func (c *counters) reject(s *meta.Sender, reason string) {
+func (c *counters) reject(s *meta.Sender, reason string) { c.rejectN(s, reason, 1) }
+
+// rejectN records n rejected items of one reason.
+func (c *counters) rejectN(s *meta.Sender, reason string, n int) {
 	v, _ := c.rejects.LoadOrStore(reason, new(atomic.Int64))
-	v.(*atomic.Int64).Add(1)
-	c.rejected.WithLabelValues(reason).Inc()
+	v.(*atomic.Int64).Add(int64(n))
+	c.rejected.WithLabelValues(reason).Add(float64(n))
 	if s != nil {
-		c.agent(s).errors.Add(1)
+		c.agent(s).errors.Add(int64(n))
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 	"github.com/apmkit/apmkit/inputs/pinpoint/replay"
+	"github.com/apmkit/apmkit/inputs/pinpoint/stats"
+	"github.com/apmkit/apmkit/point"
 )
 
 // The fuzz targets cover every path where an agent's bytes are decoded: the batch envelope
@@ -51,7 +53,18 @@ func fuzzInput(f *testing.F) *Input {
 	}
 	in := New(DefaultConfig())
 	in.counters, in.meta, in.log = c, store, slog.New(slog.NewTextHandler(io.Discard, nil))
+	in.stats = &statSink{conv: stats.NewConverter(store, nil), counters: c, feed: validatePoints}
 	return in
+}
+
+// validatePoints fails the fuzz run on any point that could not be written.
+func validatePoints(_ context.Context, _ point.Category, pts []*point.Point) error {
+	for _, p := range pts {
+		if err := p.Validate(); err != nil {
+			panic(err)
+		}
+	}
+	return nil
 }
 
 var fuzzSender = &meta.Sender{AgentKey: meta.AgentKey{AgentID: "fuzz", StartTime: 1}, ApplicationName: "fuzz"}

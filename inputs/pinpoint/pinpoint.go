@@ -19,6 +19,7 @@ import (
 	"github.com/apmkit/apmkit/inputs"
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/servicetype"
+	"github.com/apmkit/apmkit/inputs/pinpoint/stats"
 )
 
 // Name is the input's name in [[inputs.pinpoint]] and ENV_INPUT_PINPOINT_*.
@@ -97,6 +98,7 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 	if in.types, err = in.loadTypes(store); err != nil {
 		return err
 	}
+	in.stats = &statSink{conv: stats.NewConverter(in.meta, in.types), feed: host.Feed, counters: in.counters}
 	if in.srv, err = in.newServer(); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 	"github.com/apmkit/apmkit/inputs/pinpoint/replay"
+	"github.com/apmkit/apmkit/point"
 )
 
 // startInput runs an input on three loopback ports of h.
@@ -89,7 +90,8 @@ func recordings(t *testing.T) []*replay.Recording {
 func TestReplayRecordings(t *testing.T) {
 	for _, rec := range recordings(t) {
 		t.Run(rec.Name, func(t *testing.T) {
-			in := startInput(t, inputstest.New(t, ""), nil)
+			h := inputstest.New(t, "")
+			in := startInput(t, h, nil)
 			res := mustReplay(t, in, rec)
 			if want := int(rec.Manifest.Int("header.streams")); res.Calls != want {
 				t.Errorf("calls %d, want %d", res.Calls, want)
@@ -105,6 +107,18 @@ func TestReplayRecordings(t *testing.T) {
 				}
 			}
 			checkCounters(t, in.counters.snapshot(), rec.Manifest)
+			byName := map[string]int64{}
+			for _, p := range h.Points(point.Metric) {
+				byName[p.Name]++
+			}
+			want := map[string]int64{
+				"pinpoint_jvm":   rec.Manifest.Int("messages.PAgentStat_entries_in_batches"),
+				"pinpoint_uri":   rec.Manifest.Int("messages.PEachUriStat_entries"),
+				"pinpoint_agent": rec.Manifest.Int("messages.top_level_by_type.PAgentInfo"),
+			}
+			if fmt.Sprint(byName) != fmt.Sprint(want) {
+				t.Errorf("metric points %v, want %v", byName, want)
+			}
 		})
 	}
 }
@@ -508,5 +522,39 @@ func TestRandomBytesEverywhere(t *testing.T) {
 	}
 	if _, err := pb.NewAgentClient(conn).RequestAgentInfo(agentCtx("a1", 1), &pb.PAgentInfo{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStatsAfterRestartCarryAgentInfo: agents never re-register, so stats that arrive after
+// an apmkit restart are tagged from the agent info persisted in the first run.
+func TestStatsAfterRestartCarryAgentInfo(t *testing.T) {
+	rec := recordings(t)[0]
+	dir := t.TempDir()
+	h1 := inputstest.New(t, dir)
+	in1 := startInput(t, h1, nil)
+	mustReplay(t, in1, rec.Only("/v1.Agent/RequestAgentInfo"))
+	stopInput(t, in1)
+	h1.Close()
+
+	h2 := inputstest.New(t, dir)
+	in2 := startInput(t, h2, nil)
+	mustReplay(t, in2, rec.Only("/v1.Stat/SendAgentStat"))
+	jvm := 0
+	for _, p := range h2.Points(point.Metric) {
+		if p.Name != "pinpoint_jvm" {
+			continue
+		}
+		jvm++
+		for _, tag := range []string{"hostname", "ip", "pid", "agentVersion", "service", "agent_id"} {
+			if v, ok := p.Tag(tag); !ok || v == "" {
+				t.Fatalf("pinpoint_jvm after restart lacks tag %s: %v", tag, p.Tags)
+			}
+		}
+		if v, _ := p.Tag("hostname"); v != "vm" {
+			t.Fatalf("hostname %q, want the recorded vm", v)
+		}
+	}
+	if int64(jvm) != rec.Manifest.Int("messages.PAgentStat_entries_in_batches") {
+		t.Fatalf("%d jvm points", jvm)
 	}
 }

@@ -202,3 +202,17 @@ func (m Manifest) Ints(path string) map[string]int64 {
 	}
 	return out
 }
+
+// Only returns a copy of the recording with the calls of the given methods only.
+func (r *Recording) Only(methods ...string) *Recording {
+	out := *r
+	out.Events = nil
+	for _, ev := range r.Events {
+		for _, m := range methods {
+			if ev.Method == m {
+				out.Events = append(out.Events, ev)
+			}
+		}
+	}
+	return &out
+}
