@@ -70,8 +70,8 @@ func (a *Agent) handlePing(w http.ResponseWriter, _ *http.Request) {
 
 // InputStats is one input instance in /v1/stats.
 type InputStats struct {
-	Input    string `json:"input"`
-	Instance int    `json:"instance"`
+	Input    string         `json:"input"`
+	Instance int            `json:"instance"`
 	Source   string         `json:"source"`
 	Stats    any            `json:"stats,omitempty"`
 	Pipeline pipeline.Stats `json:"pipeline"`
