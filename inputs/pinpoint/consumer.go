@@ -5,6 +5,7 @@ import (
 
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
+	"github.com/apmkit/apmkit/inputs/pinpoint/trace"
 )
 
 // SpanConsumer receives every decoded span and chunk, attributed to its sender. It may keep
@@ -20,6 +21,8 @@ type StatConsumer interface {
 	ConsumeStat(ctx context.Context, s *meta.Sender, msg *pb.PStatMessage) error
 	ConsumeAgentInfo(ctx context.Context, s *meta.Sender, info *pb.PAgentInfo) error
 }
+
+var _ SpanConsumer = (*trace.Assembler)(nil)
 
 // discard is the consumer of data no stage handles yet: the server has counted it.
 type discard struct{}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
+	"github.com/apmkit/apmkit/inputs/pinpoint/trace"
 )
 
 // msgType is a kind of message the input counts. The names are the Pinpoint message names
@@ -159,6 +160,7 @@ type Stats struct {
 	Messages  map[string]int64 `json:"messages"`
 	Rejected  map[string]int64 `json:"rejected"`
 	Agents    []AgentStats     `json:"agents"`
+	Trace     *trace.Stats     `json:"trace,omitempty"`
 }
 
 // AgentStats is one agent run in /v1/stats.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,13 +21,19 @@ import (
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/servicetype"
 	"github.com/apmkit/apmkit/inputs/pinpoint/stats"
+	"github.com/apmkit/apmkit/inputs/pinpoint/trace"
+	"github.com/apmkit/apmkit/point"
 )
 
 // Name is the input's name in [[inputs.pinpoint]] and ENV_INPUT_PINPOINT_*.
 const Name = "pinpoint"
 
-// cacheNamespace is the input's namespace in apmkit's shared cache.
-const cacheNamespace = "pinpoint"
+// The input's namespaces in the cache: agent info, metadata and the serviceType table;
+// and the assembler's pending chunks and span skeletons.
+const (
+	cacheNamespace = "pinpoint"
+	traceNamespace = "pinpoint-trace"
+)
 
 func init() {
 	inputs.Add(inputs.Plugin{
@@ -53,6 +60,7 @@ type Input struct {
 	types       *servicetype.Table
 	ownDB       *cache.DB // only with [storage] path
 	spans       SpanConsumer
+	asm         atomic.Pointer[trace.Assembler]
 	stats       StatConsumer
 	panicLogged sync.Map // method -> true
 
@@ -82,34 +90,73 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 	in.log = host.Logger()
 	defer func() {
 		if err != nil {
-			in.closeLocked()
+			_ = in.closeLocked(context.Background())
 		}
 	}()
 	if in.counters, err = newCounters(host.Metrics()); err != nil {
 		return fmt.Errorf("pinpoint: metrics: %w", err)
 	}
-	store, err := in.openStore(host)
+	namespace, err := in.openStore(host)
 	if err != nil {
 		return err
 	}
-	if in.meta, err = meta.NewStore(store, meta.Options{TTL: in.cfg.MetadataTTL}); err != nil {
+	store := namespace(cacheNamespace)
+	in.meta, err = meta.NewStore(store, meta.Options{TTL: in.cfg.MetadataTTL, OnPut: in.metadataArrived})
+	if err != nil {
 		return err
 	}
 	if in.types, err = in.loadTypes(store); err != nil {
 		return err
 	}
 	in.stats = &statSink{conv: stats.NewConverter(in.meta, in.types), feed: host.Feed, counters: in.counters}
+	if err := in.startAssembler(host, namespace(traceNamespace)); err != nil {
+		return err
+	}
 	if in.srv, err = in.newServer(); err != nil {
 		return err
 	}
 	return in.listen(ctx)
 }
 
-// openStore returns the input's cache: its own badger DB when [storage] path is set
-// (DataKit's option), else its namespace of apmkit's shared cache.
-func (in *Input) openStore(host inputs.Host) (cache.Store, error) {
+// startAssembler starts the stage that rebuilds transactions from spans and chunks.
+func (in *Input) startAssembler(host inputs.Host, store cache.Store) error {
+	asm, err := trace.New(trace.Options{
+		Store:        store,
+		Meta:         in.meta,
+		Types:        in.types,
+		Hostname:     host.Hostname(),
+		ChunkWait:    in.cfg.ChunkWait,
+		MetadataWait: in.cfg.MetadataWait,
+		DelMessage:   in.cfg.DelMessage,
+		Emit: func(ctx context.Context, pts []*point.Point) error {
+			return host.Feed(ctx, point.Tracing, pts)
+		},
+		Metrics: host.Metrics(),
+		Logger:  in.log,
+	})
+	if err != nil {
+		return fmt.Errorf("pinpoint: %w", err)
+	}
+	if err := asm.Start(); err != nil {
+		return fmt.Errorf("pinpoint: %w", err)
+	}
+	in.asm.Store(asm)
+	in.spans = asm
+	return nil
+}
+
+// metadataArrived wakes the spans that wait for an agent run's metadata.
+func (in *Input) metadataArrived(agent meta.AgentKey) {
+	if asm := in.asm.Load(); asm != nil {
+		asm.MetadataArrived(agent)
+	}
+}
+
+// openStore returns the input's cache namespaces: of its own badger DB when [storage]
+// path is set (DataKit's option), else of apmkit's shared cache.
+func (in *Input) openStore(host inputs.Host) (func(name string) cache.Store, error) {
 	if in.cfg.Storage.Path == "" {
-		return host.Store(cacheNamespace), nil
+		return host.Store, nil
 	}
 	dir := in.cfg.Storage.Path
 	if !filepath.IsAbs(dir) {
@@ -122,7 +169,7 @@ func (in *Input) openStore(host inputs.Host) (cache.Store, error) {
 		return nil, fmt.Errorf("pinpoint: storage: %w", err)
 	}
 	in.ownDB = db
-	return db.Namespace(cacheNamespace), nil
+	return db.Namespace, nil
 }
 
 // listen binds address, stat_address and span_address; the same server serves all.
@@ -186,21 +233,25 @@ func (in *Input) Stop(ctx context.Context) error {
 			<-done
 		}
 	}
-	return in.closeLocked()
+	return in.closeLocked(ctx)
 }
 
-// closeLocked releases what Start acquired.
-func (in *Input) closeLocked() error {
+// closeLocked releases what Start acquired. The server is down first, so no handler feeds
+// the assembler while it flushes what it holds.
+func (in *Input) closeLocked(ctx context.Context) error {
 	if in.srv != nil {
 		in.srv.Stop()
 	}
 	in.serving.Wait()
-	if in.ownDB != nil {
-		err := in.ownDB.Close()
-		in.ownDB = nil
-		return err
+	var errs []error
+	if asm := in.asm.Swap(nil); asm != nil {
+		errs = append(errs, asm.Stop(ctx))
 	}
-	return nil
+	if in.ownDB != nil {
+		errs = append(errs, in.ownDB.Close())
+		in.ownDB = nil
+	}
+	return errors.Join(errs...)
 }
 
 // Addrs returns the addresses the input listens on, in config order.
@@ -217,6 +268,10 @@ func (in *Input) Stats() any {
 	}
 	st := in.counters.snapshot()
 	st.Listeners = in.Addrs()
+	if asm := in.asm.Load(); asm != nil {
+		ts := asm.Stats()
+		st.Trace = &ts
+	}
 	return st
 }
 
