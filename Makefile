@@ -18,8 +18,23 @@ run: build
 test:
 	$(GO) test -race -count=1 -timeout 75m ./...
 
-bench:
+# Every benchmark: the Go micro-benchmarks, then the load benchmark (about 10 minutes).
+bench: bench-go bench-load
+
+.PHONY: bench-go bench-load bench-quick
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# ppload against ppfloor (the decode-only floor) and apmkit (full path to a local DataWay
+# sink), stream and batch, 8 and 500 agents, 60 s each, on 127.0.0.1; writes
+# bench/RESULTS.md. Pass flags with BENCHFLAGS, e.g. BENCHFLAGS="-duration 30s -agents 8".
+bench-load:
+	GO=$(GO) $(GO) run ./cmd/benchrun $(BENCHFLAGS)
+
+# The same in 10 s runs, as a smoke test; the report goes to a temp file, not RESULTS.md.
+bench-quick:
+	GO=$(GO) $(GO) run ./cmd/benchrun -quick -out $${TMPDIR:-/tmp}/apmkit-bench-quick.md $(BENCHFLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -28,6 +43,12 @@ lint:
 
 confd:
 	$(GO) run ./internal/confgen -dir conf.d
+
+# docs/CONFIG.md, every option and environment variable, from the config structs (a test
+# fails when it drifts).
+.PHONY: docs
+docs:
+	$(GO) run ./docs/gen -out docs/CONFIG.md
 
 proto:
 	bash inputs/pinpoint/proto/gen.sh

@@ -101,7 +101,7 @@ func New(cfg Config, opts Options) (*Pipeline, error) {
 	if p.metrics, err = newMetrics(opts.Metrics); err != nil {
 		return nil, err
 	}
-	p.memory = newTraceMemory()
+	p.memory = newTraceMemory(opts.Now)
 	if cfg.KeepRareResource {
 		p.rare = newRareResources(opts.Now, p.metrics)
 	}

@@ -3,7 +3,7 @@ package pipeline
 import (
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // RareWindow is how long a (service, resource) stays "seen" for keep_rare_resource.
@@ -12,17 +12,19 @@ const RareWindow = time.Hour
 // rareMaxEntries bounds the resources remembered; the least recently seen go first.
 const rareMaxEntries = 50_000
 
-// rareResources remembers when each (service, resource) was last seen. The expirable LRU
-// bounds memory (entries vanish after the window); the stored time makes the window exact
-// under the pipeline's clock, which tests replace.
+// rareResources remembers when each (service, resource) was last seen, in an LRU bounded
+// in entries; the stored time makes the window exact under the pipeline's clock, which
+// tests replace. (golang-lru's expirable LRU would also drop entries after the window, but
+// it starts a goroutine per instance that can never be stopped.)
 type rareResources struct {
 	now     func() time.Time
-	seen    *expirable.LRU[string, time.Time]
+	seen    *lru.Cache[string, time.Time]
 	metrics *metrics
 }
 
 func newRareResources(now func() time.Time, m *metrics) *rareResources {
-	return &rareResources{now: now, seen: expirable.NewLRU[string, time.Time](rareMaxEntries, nil, RareWindow), metrics: m}
+	seen, _ := lru.New[string, time.Time](rareMaxEntries)
+	return &rareResources{now: now, seen: seen, metrics: m}
 }
 
 // firstSeen records a sighting and reports whether the resource was not seen within the

@@ -4,7 +4,7 @@ import (
 	"hash/fnv"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/apmkit/apmkit/point"
 )
@@ -138,9 +138,16 @@ func stringField(pt *point.Point, key string) string {
 
 // traceMemory remembers per-span decisions that a later chunk of the same Pinpoint span
 // must follow (dropped by close_resource, kept for an error or a rare resource). It is
-// bounded in entries and time.
+// bounded in entries and time. (golang-lru's expirable LRU would do the expiry too, but it
+// starts a goroutine that can never be stopped, one per pipeline.)
 type traceMemory struct {
-	lru *expirable.LRU[string, bool]
+	now func() time.Time
+	lru *lru.Cache[string, remembered]
+}
+
+type remembered struct {
+	keep bool
+	at   time.Time
 }
 
 const (
@@ -148,9 +155,19 @@ const (
 	traceMemoryTTL     = 10 * time.Minute
 )
 
-func newTraceMemory() *traceMemory {
-	return &traceMemory{lru: expirable.NewLRU[string, bool](traceMemoryEntries, nil, traceMemoryTTL)}
+func newTraceMemory(now func() time.Time) *traceMemory {
+	c, _ := lru.New[string, remembered](traceMemoryEntries)
+	return &traceMemory{now: now, lru: c}
 }
 
-func (m *traceMemory) get(key string) (bool, bool) { return m.lru.Get(key) }
-func (m *traceMemory) set(key string, keep bool)   { m.lru.Add(key, keep) }
+func (m *traceMemory) get(key string) (bool, bool) {
+	r, ok := m.lru.Get(key)
+	if !ok || m.now().Sub(r.at) >= traceMemoryTTL {
+		return false, false
+	}
+	return r.keep, true
+}
+
+func (m *traceMemory) set(key string, keep bool) {
+	m.lru.Add(key, remembered{keep: keep, at: m.now()})
+}

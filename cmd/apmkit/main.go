@@ -13,11 +13,13 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/apmkit/apmkit/config"
 	"github.com/apmkit/apmkit/inputs"
 	_ "github.com/apmkit/apmkit/inputs/all" // registers every input
 	"github.com/apmkit/apmkit/internal/agent"
+	"github.com/apmkit/apmkit/internal/monitor"
 	"github.com/apmkit/apmkit/internal/version"
 )
 
@@ -27,6 +29,9 @@ Usage:
   apmkit [run] [--conf-dir DIR] [--data-dir DIR]   run the agent (default)
   apmkit config [--conf-dir DIR] [--data-dir DIR]  print the effective config (secrets masked)
   apmkit sample [INPUT]                            print sample configs
+  apmkit monitor [--addr HOST:PORT] [--once]       live view of a running apmkit (its /v1/stats):
+                                                   agents, rates, queues, outputs; --once prints
+                                                   one snapshot with totals instead of rates
   apmkit version                                   print the version
 `
 
@@ -47,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = printConfig(args, stdout)
 	case "sample":
 		err = printSample(args, stdout)
+	case "monitor":
+		err = runMonitor(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "apmkit", version.Version)
 	case "help", "-h", "--help":
@@ -153,4 +160,25 @@ func printSample(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "\n# ---- %s ----\n%s", name+".conf.sample", config.InputSample(p))
 	}
 	return nil
+}
+
+// runMonitor shows a running apmkit's /v1/stats: live until Ctrl-C, or once for scripts.
+func runMonitor(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
+	addr := fs.String("addr", monitor.DefaultAddr, "apmkit's HTTP API: host:port ([http_api] listen) or a base URL")
+	once := fs.Bool("once", false, "print one snapshot (totals since start, no rates) and exit; exit 1 if apmkit does not answer")
+	interval := fs.Duration("interval", time.Second, "refresh interval of the live view; rates are per second over it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("monitor: unexpected arguments %q", fs.Args())
+	}
+	if *interval <= 0 {
+		return fmt.Errorf("monitor: --interval %s must be > 0", *interval)
+	}
+	// Ctrl-C ends the live view normally (exit 0); it is how one leaves it.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return monitor.Run(ctx, monitor.Options{Addr: *addr, Once: *once, Interval: *interval, Out: stdout})
 }
