@@ -36,6 +36,7 @@ type Main struct {
 // HTTPAPI is the [http_api] table.
 type HTTPAPI struct {
 	Listen string `toml:"listen" doc:"host:port of the HTTP API. Empty disables it. ENV_HTTP_LISTEN overrides it."`
+	Pprof  bool   `toml:"pprof" doc:"Serve Go's profiler under /debug/pprof/ on the API (for performance work; keep the API on loopback)."`
 }
 
 // Log is the [log] table.

@@ -93,7 +93,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.startInputs(ctx); err != nil {
 		return err
 	}
-	if a.api, err = startAPI(a.cfg.Main.HTTPAPI.Listen, a); err != nil {
+	if a.api, err = startAPI(a.cfg.Main.HTTPAPI, a); err != nil {
 		return err
 	}
 	return nil

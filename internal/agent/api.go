@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/apmkit/apmkit/config"
 	"github.com/apmkit/apmkit/inputs"
 	"github.com/apmkit/apmkit/internal/version"
 	"github.com/apmkit/apmkit/pipeline"
@@ -23,7 +25,8 @@ type apiServer struct {
 	done chan error
 }
 
-func startAPI(listen string, a *Agent) (*apiServer, error) {
+func startAPI(cfg config.HTTPAPI, a *Agent) (*apiServer, error) {
+	listen := cfg.Listen
 	if listen == "" {
 		return nil, nil
 	}
@@ -35,6 +38,13 @@ func startAPI(listen string, a *Agent) (*apiServer, error) {
 	mux.HandleFunc("GET /v1/ping", a.handlePing)
 	mux.HandleFunc("GET /v1/stats", a.handleStats)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	s := &apiServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		addr: ln.Addr().String(),

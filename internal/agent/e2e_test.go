@@ -20,6 +20,12 @@ import (
 // pipeline, and the file output in a temp data dir. Reusing dataDir is a restart.
 func startAgent(t *testing.T, dataDir string, pinpointConf string) (*Agent, *pinpoint.Input) {
 	t.Helper()
+	return startAgentMain(t, dataDir, "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n", pinpointConf)
+}
+
+// startAgentMain is startAgent with the main config given.
+func startAgentMain(t *testing.T, dataDir, main, pinpointConf string) (*Agent, *pinpoint.Input) {
+	t.Helper()
 	confDir := t.TempDir()
 	conf := `[[inputs.pinpoint]]
   address = "127.0.0.1:0"
@@ -29,7 +35,6 @@ func startAgent(t *testing.T, dataDir string, pinpointConf string) (*Agent, *pin
 	if err := os.WriteFile(filepath.Join(confDir, "pinpoint.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	main := "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n"
 	if err := os.WriteFile(filepath.Join(confDir, "apmkit.conf"), []byte(main), 0o644); err != nil {
 		t.Fatal(err)
 	}
