@@ -25,6 +25,8 @@ type Config struct {
 	ChunkWait      time.Duration `toml:"chunk_wait" env:"CHUNK_WAIT" doc:"How long a span chunk waits on disk for its span; then it is written as a partial span (tag partial=true)."`
 	MetadataWait   time.Duration `toml:"metadata_wait" env:"METADATA_WAIT" doc:"How long a span whose api/sql/string ids are not known yet waits for the agent's metadata;\nthen it is written with placeholders such as api:123."`
 
+	DecodeOnly bool `toml:"decode_only" env:"DECODE_ONLY" doc:"Benchmarks only: decode, validate and count messages, then drop them (no spans, no stats are written)."`
+
 	Storage          Storage                     `toml:"storage" env:"STORAGE" doc:"Where this input's on-disk cache lives and its cap in MiB (DataKit's option).\nEmpty path = apmkit's shared cache under DATA_DIR/cache. Env: JSON {\"storage\": path, \"capacity\": MB}."`
 	KeepRareResource bool                        `toml:"keep_rare_resource" env:"KEEP_RARE_RESOURCE" doc:"Always keep a (service, resource) not seen in the last hour, whatever the sampler says."`
 	DelMessage       bool                        `toml:"del_message" env:"DEL_MESSAGE" doc:"Drop the message field (the JSON of the original span) from every span: much smaller points."`

@@ -108,9 +108,13 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 	if in.types, err = in.loadTypes(store); err != nil {
 		return err
 	}
-	in.stats = &statSink{conv: stats.NewConverter(in.meta, in.types), feed: host.Feed, counters: in.counters}
-	if err := in.startAssembler(host, namespace(traceNamespace)); err != nil {
-		return err
+	if in.cfg.DecodeOnly {
+		in.log.Warn("pinpoint: decode_only is set: messages are decoded and counted, then dropped")
+	} else {
+		in.stats = &statSink{conv: stats.NewConverter(in.meta, in.types), feed: host.Feed, counters: in.counters}
+		if err := in.startAssembler(host, namespace(traceNamespace)); err != nil {
+			return err
+		}
 	}
 	if in.srv, err = in.newServer(); err != nil {
 		return err

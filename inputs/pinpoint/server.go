@@ -26,6 +26,17 @@ func (in *Input) newServer() (*grpc.Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		// Our own pings find half-open connections (agent host gone) so their streams end.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		// Memory per connection: hundreds of agents hold several connections each, and
+		// grpc-go's defaults (32 KiB read and write buffers, flow-control windows that grow
+		// with the measured bandwidth-delay product up to 16 MiB) let one busy connection
+		// buffer megabytes when the pipeline slows down. Fixed windows bound what each
+		// stream and connection can hold; agents' messages are small (a batch is at most
+		// max_recv_msg_size and flows through the window piecewise).
+		grpc.ReadBufferSize(16 << 10),
+		grpc.WriteBufferSize(8 << 10),
+		grpc.SharedWriteBuffer(true),
+		grpc.InitialWindowSize(256 << 10),
+		grpc.InitialConnWindowSize(512 << 10),
 		// Stop waits for handlers, so nothing feeds the pipeline after the input stopped.
 		grpc.WaitForHandlers(true),
 		grpc.ChainUnaryInterceptor(in.unaryInterceptor),

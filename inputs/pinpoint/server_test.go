@@ -558,3 +558,15 @@ func TestStatsAfterRestartCarryAgentInfo(t *testing.T) {
 		t.Fatalf("%d jvm points", jvm)
 	}
 }
+
+// TestDecodeOnly counts what it receives and writes nothing.
+func TestDecodeOnly(t *testing.T) {
+	rec := recordings(t)[0]
+	h := inputstest.New(t, "")
+	in := startInput(t, h, func(c *Config) { c.DecodeOnly = true })
+	mustReplay(t, in, rec)
+	checkCounters(t, in.counters.snapshot(), rec.Manifest)
+	if n := len(h.Points(point.Tracing)) + len(h.Points(point.Metric)); n != 0 {
+		t.Fatalf("decode_only wrote %d points", n)
+	}
+}
