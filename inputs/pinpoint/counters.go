@@ -70,7 +70,8 @@ type counters struct {
 	connected prometheus.Gauge
 
 	total   [numMsgTypes]atomic.Int64
-	rejects sync.Map // reason -> *atomic.Int64
+	byType  [numMsgTypes]prometheus.Counter // resolved once: counting is on every message
+	rejects sync.Map                        // reason -> *atomic.Int64
 
 	mu     sync.Mutex
 	agents *lru.Cache[meta.AgentKey, *agentState]
@@ -99,6 +100,9 @@ func newCounters(reg prometheus.Registerer) (*counters, error) {
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "apmkit_pinpoint_connected_agents", Help: "Agents with an open PingSession.",
 		}),
+	}
+	for t := msgType(0); t < numMsgTypes; t++ {
+		c.byType[t] = c.messages.WithLabelValues(t.String())
 	}
 	agents, err := lru.New[meta.AgentKey, *agentState](maxAgents)
 	if err != nil {
@@ -133,7 +137,7 @@ func (c *counters) agent(s *meta.Sender) *agentState {
 // count records one received message of a sender.
 func (c *counters) count(s *meta.Sender, t msgType) {
 	c.total[t].Add(1)
-	c.messages.WithLabelValues(t.String()).Inc()
+	c.byType[t].Inc()
 	if s != nil {
 		a := c.agent(s)
 		a.counts[t].Add(1)
