@@ -146,7 +146,7 @@ func (a *Agent) Stop(ctx context.Context) error {
 		errs = append(errs, a.uploader.Stop(ctx))
 	}
 	if a.db != nil {
-		errs = append(errs, a.db.Close())
+		errs = append(errs, closeWithin(ctx, a.db.Close))
 		a.db = nil
 	}
 	return errors.Join(errs...)
@@ -219,3 +219,16 @@ func (h *host) Logger() *slog.Logger               { return h.log }
 func (h *host) Metrics() prometheus.Registerer     { return h.reg }
 func (h *host) DataDir() string                    { return h.agent.cfg.Main.DataDir }
 func (h *host) Hostname() string                   { return h.agent.hostname }
+
+// closeWithin gives close until ctx ends. badger retries a failed memtable flush forever
+// (e.g. when the data dir was removed under a running apmkit); a stop must still end.
+func closeWithin(ctx context.Context, close func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("cache did not close in time: %w", ctx.Err())
+	}
+}
