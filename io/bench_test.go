@@ -2,6 +2,7 @@ package io
 
 import (
 	"context"
+	"fmt"
 	stdio "io"
 	"net/http"
 	"net/http/httptest"
@@ -35,31 +36,69 @@ func benchSpans(n int) []*point.Point {
 	return pts
 }
 
-// BenchmarkEncodeBatch measures the batcher's encoding of a 1000-point batch.
-func BenchmarkEncodeBatch(b *testing.B) {
-	pts := benchSpans(1000)
-	var emitted atomic.Int64
-	bt := &batcher{
-		cat: point.Tracing, counters: &categoryCounters{}, codec: &gzipCodec{},
-		maxPoints: 1000, maxBytes: 4 << 20, interval: time.Hour,
-		emit:     func(bb *batch) { emitted.Add(int64(bb.points)) },
-		rejected: func(error) {},
-		enc:      point.NewEncoder(),
-		timer:    time.NewTimer(time.Hour),
+// BenchmarkFeedParallel measures the intake alone: Feed from every core, 13 spans a call
+// (one Pinpoint transaction), into an output that never runs, with a budget that never
+// fills (batches are dropped as soon as they are cut).
+func BenchmarkFeedParallel(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Outputs = []OutputConfig{{Type: TypeDataway, URL: "http://127.0.0.1:1?token=tkn_bench"}}
+	u, err := New(cfg, b.TempDir(), nil, nil)
+	if err != nil {
+		b.Fatal(err)
 	}
-	defer bt.timer.Stop()
+	u.accepting.Store(true) // outputs not started: the benchmark empties their queue itself
+	w := u.outputs[0]
+	stop := make(chan struct{})
+	drained := make(chan struct{})
+	go func() { // plays the output: lets go of every batch at once
+		defer close(drained)
+		for {
+			w.mu.Lock()
+			for len(w.memory) == 0 {
+				select {
+				case <-stop:
+					w.mu.Unlock()
+					return
+				default:
+				}
+				w.mu.Unlock()
+				time.Sleep(100 * time.Microsecond)
+				w.mu.Lock()
+			}
+			q := w.memory[0]
+			w.memory = w.memory[1:]
+			w.mu.Unlock()
+			q.b.release()
+		}
+	}()
+	pts := benchSpans(13)
+	line, _ := point.AppendLine(nil, pts[0])
+	b.SetBytes(int64(len(line) * len(pts)))
 	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		bt.addAll(pts)
-		bt.flush()
-	}
-	b.ReportMetric(float64(emitted.Load())/b.Elapsed().Seconds(), "points/s")
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := u.Feed(context.Background(), point.Tracing, pts); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*len(pts))/b.Elapsed().Seconds(), "points/s")
+	close(stop)
+	<-drained
+	u.accepting.Store(false)
+	_ = u.Stop(context.Background())
 }
 
 // BenchmarkUploaderToDataway measures Feed -> batch -> gzip -> HTTP POST to a dataway sink
 // on 127.0.0.1 that reads and discards the body.
 func BenchmarkUploaderToDataway(b *testing.B) {
+	for _, inFlight := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("max_in_flight=%d", inFlight), func(b *testing.B) { benchmarkToDataway(b, inFlight) })
+	}
+}
+
+func benchmarkToDataway(b *testing.B, inFlight int) {
 	var received atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = stdio.Copy(stdio.Discard, r.Body)
@@ -69,7 +108,7 @@ func BenchmarkUploaderToDataway(b *testing.B) {
 	}))
 	defer srv.Close()
 	cfg := DefaultConfig()
-	cfg.Outputs = []OutputConfig{{Type: TypeDataway, URL: srv.URL + "?token=tkn_bench"}}
+	cfg.Outputs = []OutputConfig{{Type: TypeDataway, URL: srv.URL + "?token=tkn_bench", MaxInFlight: inFlight}}
 	u, err := New(cfg, b.TempDir(), nil, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -96,4 +135,37 @@ func BenchmarkUploaderToDataway(b *testing.B) {
 		b.Fatalf("sink got %d points of %d fed", got, fed)
 	}
 	b.ReportMetric(float64(received.Load())/b.Elapsed().Seconds(), "points/s")
+	st := outputStats(u, "dataway")
+	b.ReportMetric(float64(st.SpilledBatches), "spilled-batches")
+}
+
+// BenchmarkUploaderToFile measures Feed -> batch -> the default file output.
+func BenchmarkUploaderToFile(b *testing.B) {
+	cfg := DefaultConfig()
+	dir := b.TempDir()
+	u, err := New(cfg, dir, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := u.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	pts := benchSpans(1000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := u.Feed(ctx, point.Tracing, pts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := u.Stop(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	st := outputStats(u, "file")
+	if st.PointsSent != int64(b.N*len(pts)) {
+		b.Fatalf("file output wrote %d points of %d fed", st.PointsSent, b.N*len(pts))
+	}
+	b.ReportMetric(float64(st.PointsSent)/b.Elapsed().Seconds(), "points/s")
+	b.ReportMetric(float64(st.SpilledBatches), "spilled-batches")
 }

@@ -12,14 +12,14 @@ import (
 func TestDefaultConfig(t *testing.T) {
 	c := DefaultConfig()
 	want := Config{
-		QueueMaxPoints: 100_000,
+		QueueMaxMB:     16,
 		FeedTimeout:    5 * time.Second,
 		BatchMaxPoints: 1000,
 		BatchMaxBytes:  4 << 20,
 		FlushInterval:  time.Second,
 		StopTimeout:    10 * time.Second,
 	}
-	if c.QueueMaxPoints != want.QueueMaxPoints || c.FeedTimeout != want.FeedTimeout ||
+	if c.QueueMaxMB != want.QueueMaxMB || c.FeedTimeout != want.FeedTimeout ||
 		c.BatchMaxPoints != want.BatchMaxPoints || c.BatchMaxBytes != want.BatchMaxBytes ||
 		c.FlushInterval != want.FlushInterval || c.StopTimeout != want.StopTimeout || c.Outputs != nil {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", c, want)
@@ -34,7 +34,7 @@ func TestZeroConfigGetsDefaults(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.QueueMaxPoints != 100_000 || c.StopTimeout != 10*time.Second || c.BatchMaxBytes != 4<<20 {
+	if c.QueueMaxMB != 16 || c.StopTimeout != 10*time.Second || c.BatchMaxBytes != 4<<20 {
 		t.Fatalf("zero config not defaulted: %+v", c)
 	}
 }
@@ -44,8 +44,12 @@ func TestOutputDefaults(t *testing.T) {
 	o.applyDefaults()
 	if o.Timeout != 30*time.Second || !o.GzipEnabled() || o.RetryInitial != time.Second ||
 		o.RetryMax != 30*time.Second || o.RetryMaxElapsed != time.Minute || o.CapacityMB != 1024 ||
-		o.MaxFileMB != 64 || o.MaxFiles != 10 || o.QueueMaxBatches != 16 {
+		o.MaxFileMB != 64 || o.MaxFiles != 10 || o.QueueMaxBatches != 16 || o.GzipLevel != 1 || o.MaxInFlight != 2 {
 		t.Fatalf("output defaults: %+v", o)
+	}
+	f := OutputConfig{Type: TypeFile, MaxInFlight: 4}
+	if f.inFlight() != 1 || o.inFlight() != 2 {
+		t.Fatalf("senders: file %d (want 1 whatever max_in_flight says), dataway %d (want 2)", f.inFlight(), o.inFlight())
 	}
 	off := false
 	o = OutputConfig{Type: TypeInfluxDB, Gzip: &off}
@@ -89,7 +93,11 @@ func TestValidateErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"negative queue", Config{QueueMaxPoints: -1}, "io.queue_max_points: must be > 0 (or unset for the default), got -1"},
+		{"negative queue", Config{QueueMaxMB: -1}, "io.queue_max_mb: must be > 0 (or unset for the default), got -1"},
+		{"gzip level too high", dw(OutputConfig{GzipLevel: 10}),
+			"io.outputs[0] (dataway): gzip_level: must be 1 (fastest) to 9 (smallest), or unset for the default 1, got 10"},
+		{"negative in flight", dw(OutputConfig{MaxInFlight: -1}),
+			"io.outputs[0] (dataway): max_in_flight: must be > 0 (or unset for the default), got -1"},
 		{"negative feed timeout", Config{FeedTimeout: -time.Second}, "io.feed_timeout: must be > 0 (or unset for the default), got -1s"},
 		{"negative batch bytes", Config{BatchMaxBytes: -5}, "io.batch_max_bytes: must be > 0 (or unset for the default), got -5"},
 		{"no type", Config{Outputs: []OutputConfig{{}}}, "io.outputs[0]: type: required, allowed: file, dataway, influxdb, influxdb2"},
@@ -152,7 +160,7 @@ func TestValidateErrors(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	c := Config{QueueMaxPoints: -1, Outputs: []OutputConfig{{Type: "x"}, {Type: TypeInfluxDB}}}
+	c := Config{QueueMaxMB: -1, Outputs: []OutputConfig{{Type: "x"}, {Type: TypeInfluxDB}}}
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("want errors")

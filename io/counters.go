@@ -13,7 +13,7 @@ import (
 type dropReason int
 
 const (
-	dropQueueFull    dropReason = iota // Feed waited feed_timeout on a full category queue
+	dropQueueFull    dropReason = iota // Feed waited feed_timeout for room in queue_max_mb
 	dropNotRunning                     // Feed before Start or after Stop
 	dropInvalid                        // the point failed point.Validate (details in rejected)
 	dropNoOutput                       // no output takes this category
@@ -117,6 +117,7 @@ func rejectReasonOf(err error) rejectReason {
 type categoryCounters struct {
 	in       atomic.Int64 // accepted by Feed
 	batched  atomic.Int64 // encoded into batches
+	queued   atomic.Int64 // points held in memory (open batch, batches waiting for an output)
 	batches  atomic.Int64
 	rejected [numRejectReasons]atomic.Int64
 	dropped  [numDropReasons]atomic.Int64 // only the reasons that are not outputLevel

@@ -25,6 +25,7 @@ type httpSender struct {
 	endpoints map[point.Category]string
 	header    http.Header // sent with every request; cloned per request
 	gzip      bool
+	gzipLevel int
 	xPoints   bool // DataWay wants the point count in X-Points
 	client    *http.Client
 	transport *http.Transport
@@ -41,13 +42,14 @@ func newHTTPSender(kind string, cfg OutputConfig) *httpSender {
 	// Each output owns its transport: its connections, and CloseIdleConnections on stop,
 	// are its own (no shared http.DefaultTransport).
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 4
+	tr.MaxIdleConnsPerHost = max(4, cfg.MaxInFlight) // a connection per request in flight
 	s := &httpSender{
 		kind:      kind,
 		masked:    maskURL(cfg.URL),
 		endpoints: map[point.Category]string{},
 		header:    http.Header{},
 		gzip:      cfg.GzipEnabled(),
+		gzipLevel: cfg.GzipLevel,
 		client:    &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		transport: tr,
 	}
@@ -150,9 +152,9 @@ func (s *httpSender) send(ctx context.Context, b *batch) (int, error) {
 	var body []byte
 	var err error
 	if s.gzip {
-		body, err = b.gzipBytes()
+		body, err = b.gzipBytes(s.gzipLevel)
 	} else {
-		body, err = b.rawBytes()
+		body, err = b.lendRaw()
 	}
 	if err != nil {
 		return 0, &sendError{msg: err.Error()}

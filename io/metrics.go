@@ -11,7 +11,7 @@ import (
 type metricsCollector struct {
 	u *Uploader
 
-	queuePoints, queueCapacity                  *prometheus.Desc
+	queuePoints, queueBytes, queueCapacity      *prometheus.Desc
 	pointsIn, pointsBatched, batches            *prometheus.Desc
 	rejected, dropped                           *prometheus.Desc
 	pointsSent, bytesSent, batchesSent, retries *prometheus.Desc
@@ -25,8 +25,9 @@ func newMetricsCollector(u *Uploader) *metricsCollector {
 	}
 	return &metricsCollector{
 		u:               u,
-		queuePoints:     d("queue_points", "Points waiting in the category queue.", "category"),
-		queueCapacity:   d("queue_capacity_points", "Capacity of the category queue in points.", "category"),
+		queuePoints:     d("queue_points", "Points held in memory: in the batch being filled or waiting for an output.", "category"),
+		queueBytes:      d("queue_bytes", "Line protocol held in memory (batches being filled or waiting for an output, and their gzip forms)."),
+		queueCapacity:   d("queue_capacity_bytes", "Memory for line protocol (io.queue_max_mb); inputs wait when it is in use."),
 		pointsIn:        d("points_in_total", "Points accepted by Feed.", "category"),
 		pointsBatched:   d("points_batched_total", "Points encoded into batches for the outputs.", "category"),
 		batches:         d("batches_total", "Batches cut by the batcher.", "category"),
@@ -46,7 +47,7 @@ func newMetricsCollector(u *Uploader) *metricsCollector {
 
 func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		m.queuePoints, m.queueCapacity, m.pointsIn, m.pointsBatched, m.batches, m.rejected,
+		m.queuePoints, m.queueBytes, m.queueCapacity, m.pointsIn, m.pointsBatched, m.batches, m.rejected,
 		m.dropped, m.pointsSent, m.bytesSent, m.batchesSent, m.retries, m.permanentErrors,
 		m.spilledBatches, m.spillBytes, m.spillBatches, m.outputQueue,
 	} {
@@ -55,6 +56,8 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge(ch, m.queueBytes, float64(m.u.budget.inUse()))
+	gauge(ch, m.queueCapacity, float64(m.u.budget.max))
 	for ci, c := range point.Categories {
 		m.collectCategory(ch, ci, c)
 	}
@@ -66,8 +69,7 @@ func (m *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 func (m *metricsCollector) collectCategory(ch chan<- prometheus.Metric, ci int, c point.Category) {
 	k := m.u.counters[ci]
 	cat := c.String()
-	gauge(ch, m.queuePoints, float64(m.u.queues[ci].len()), cat)
-	gauge(ch, m.queueCapacity, float64(m.u.cfg.QueueMaxPoints), cat)
+	gauge(ch, m.queuePoints, float64(k.queued.Load()), cat)
 	counter(ch, m.pointsIn, k.in.Load(), cat)
 	counter(ch, m.pointsBatched, k.batched.Load(), cat)
 	counter(ch, m.batches, k.batches.Load(), cat)

@@ -8,180 +8,237 @@ import (
 	"time"
 )
 
-// outputWorker owns one output: a bounded in-memory queue of batches, a disk spill and the
-// goroutine that delivers them, so one slow or failing output never blocks another output
-// or the batchers.
+// outputWorker owns one output: a bounded in-memory queue of batches, a disk spill, up to
+// max_in_flight sender goroutines and a spill writer, so one slow or failing output never
+// blocks another output or the intake.
 //
 // Ordering: the output's batches form one FIFO whose older part may be on disk (the spill)
-// and whose newer part is in memory. Invariant, under mu: while the spill is not empty the
-// memory queue is empty. Whenever a batch must be spilled, the memory queue moves to the
-// spill tail with it, and new batches go to the spill tail until it is drained. A batch the
-// worker was sending when things went wrong is older than everything queued, so it goes to
-// the spill head. Delivery therefore stays in feed order and, apart from a request cut off
-// by the stop deadline after the server got it, each batch is delivered once.
+// and whose newer part is in memory. Every batch gets the next output sequence number when
+// it is queued, and its spill file is named by it, so the disk keeps FIFO order however a
+// batch gets there:
+//   - the spill writer moves the OLDEST memory batches to the disk when the memory queue
+//     is over its bounds (queue_max_batches, a quarter of queue_max_mb): memory stays newer
+//     than disk, and the intake never waits for the disk;
+//   - a batch a sender could not deliver (retry_max_elapsed, stop) is spilled under its own
+//     number, ahead of the newer batches already there.
+//
+// Senders take memory batches only while the spill is empty and nothing is being written
+// to it; otherwise one sender at a time delivers the spill's oldest batch, and only when no
+// memory batch is in flight, so the spill drains strictly in order. With max_in_flight 1
+// delivery is in feed order; with more, batches sent at the same time may arrive out of
+// order (one that is retried arrives after later ones), the spill drain stays in order.
+// Apart from a request cut off by the stop deadline after the server got it, each batch is
+// delivered once.
 type outputWorker struct {
-	name     string
-	typ      string
-	cfg      OutputConfig
-	sender   sender
-	spill    *spillQueue
-	counters *outputCounters
-	log      *slog.Logger
-	permLog  logLimiter // permanent errors: at most one log line a minute
-	spillLog logLimiter // spill write failures
+	name        string
+	typ         string
+	cfg         OutputConfig
+	sender      sender
+	spill       *spillQueue
+	counters    *outputCounters
+	log         *slog.Logger
+	permLog     logLimiter // permanent errors: at most one log line a minute
+	spillLog    logLimiter // spill write failures
+	maxMemBytes int64
 
-	mu       sync.Mutex
-	memory   []*batch
-	exited   bool // the worker is gone: everything goes to the spill
-	spilling bool // for one log line per outage, not one per batch
+	mu        sync.Mutex
+	changed   *sync.Cond // any state below changed
+	memory    []queuedBatch
+	memBytes  int64
+	nextSeq   uint64
+	writing   int  // batches the spill writer took from memory and is writing
+	fresh     int  // memory batches being sent
+	draining  bool // a sender is delivering the spill's oldest batch
+	gaveUp    bool // stopping and the spill's oldest batch failed: the spill waits for the next run
+	stopping  bool // Stop: deliver what is left, then exit
+	aborted   bool // the stop deadline passed: abort, spill what is left
+	finishing bool // the spill writer writes all of memory and exits
+	exited    bool // everything has stopped: a late batch goes to the spill at once
+	outage    bool // for one log line per outage, not one per batch
+	// A slow output can spill and catch up every few seconds: the outage lines are also
+	// limited to one pair a minute.
+	outageLog    logLimiter
+	outageLogged bool // the current outage was logged: so is its end
 
-	wake     chan struct{} // one token: memory got a batch
-	draining chan struct{} // closed by Stop: deliver what is in memory, then exit
-	ctx      context.Context
-	cancel   context.CancelFunc // Stop's deadline: abort requests, spill, exit
-	done     chan struct{}
+	stopCh     chan struct{} // closed by beginStop: cuts retry sleeps short
+	ctx        context.Context
+	cancel     context.CancelFunc // the stop deadline: abort requests and sleeps
+	senders    sync.WaitGroup
+	writerDone chan struct{}
 
-	probe backoff // delays between attempts on the spill's oldest batch
+	probe backoff // delays between attempts on the spill's oldest batch (one drainer at a time)
 }
 
-func newOutputWorker(cfg OutputConfig, s sender, spill *spillQueue, counters *outputCounters, log *slog.Logger) *outputWorker {
+// queuedBatch is a batch in one output's FIFO.
+type queuedBatch struct {
+	b    *batch
+	seq  uint64 // output sequence: the spill file's order
+	size int64
+}
+
+func newOutputWorker(cfg OutputConfig, s sender, spill *spillQueue, counters *outputCounters, maxMemBytes int64, log *slog.Logger) *outputWorker {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &outputWorker{
-		name:     cfg.Name,
-		typ:      cfg.Type,
-		cfg:      cfg,
-		sender:   s,
-		spill:    spill,
-		counters: counters,
-		log:      log.With("output", cfg.Name),
-		permLog:  logLimiter{every: time.Minute},
-		spillLog: logLimiter{every: time.Minute},
-		wake:     make(chan struct{}, 1),
-		draining: make(chan struct{}),
-		ctx:      ctx,
-		cancel:   cancel,
-		done:     make(chan struct{}),
-		probe:    backoff{initial: cfg.RetryInitial, max: cfg.RetryMax},
+	w := &outputWorker{
+		name:        cfg.Name,
+		typ:         cfg.Type,
+		cfg:         cfg,
+		sender:      s,
+		spill:       spill,
+		counters:    counters,
+		log:         log.With("output", cfg.Name),
+		permLog:     logLimiter{every: time.Minute},
+		spillLog:    logLimiter{every: time.Minute},
+		outageLog:   logLimiter{every: time.Minute},
+		maxMemBytes: max(maxMemBytes, 1),
+		stopCh:      make(chan struct{}),
+		ctx:         ctx,
+		cancel:      cancel,
+		writerDone:  make(chan struct{}),
+		probe:       backoff{initial: cfg.RetryInitial, max: cfg.RetryMax},
 	}
+	w.changed = sync.NewCond(&w.mu)
+	return w
 }
 
-// enqueue takes a batch without waiting on the output: into memory when there is room and
-// nothing is spilled, else to the spill tail (with what memory holds, to keep the order).
-// Spilling costs the calling batcher one synced file write per batch while this output is
-// down: a bounded disk cost, never a wait on the network or on another output.
+// start launches the senders and the spill writer.
+func (w *outputWorker) start() {
+	// The stop deadline must wake goroutines waiting on the condition, not only those in a
+	// request or a sleep.
+	context.AfterFunc(w.ctx, w.broadcast)
+	for range w.cfg.inFlight() {
+		w.senders.Go(w.runSender)
+	}
+	go func() {
+		defer close(w.writerDone)
+		w.runSpillWriter()
+	}()
+}
+
+func (w *outputWorker) broadcast() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.changed.Broadcast()
+}
+
+// enqueue takes a batch without waiting: at the memory tail, where a sender or the spill
+// writer picks it up. It runs under the intake's lock, so it only appends and signals.
 func (w *outputWorker) enqueue(b *batch) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.exited && w.spill.empty() && len(w.memory) < w.cfg.QueueMaxBatches {
-		w.memory = append(w.memory, b)
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+	q := queuedBatch{b: b, seq: w.nextSeq, size: b.size()}
+	w.nextSeq++
+	if w.exited { // only if a batch arrives after Stop: nothing would send it
+		w.writeSpill([]queuedBatch{q})
 		return
 	}
-	w.moveMemoryToSpillLocked("the memory queue is full: the output is slow or failing")
-	w.spillLocked(b, false)
+	w.memory = append(w.memory, q)
+	w.memBytes += q.size
+	w.changed.Broadcast()
 }
 
-// spillFront puts back a batch the worker could not deliver, ahead of everything queued.
-func (w *outputWorker) spillFront(b *batch, why string) {
+// job is what a sender does next: a memory batch, or the spill's oldest batch.
+type job struct {
+	q         queuedBatch
+	fromSpill bool
+}
+
+// nextJob waits for work; false means the sender should exit.
+func (w *outputWorker) nextJob() (job, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.noteSpillingLocked(why)
-	w.spillLocked(b, true)
-	w.moveMemoryToSpillLocked(why)
-}
-
-func (w *outputWorker) moveMemoryToSpillLocked(why string) {
-	if len(w.memory) == 0 {
-		return
-	}
-	w.noteSpillingLocked(why)
-	for i, b := range w.memory {
-		w.spillLocked(b, false)
-		w.memory[i] = nil
-	}
-	w.memory = w.memory[:0]
-}
-
-func (w *outputWorker) spillLocked(b *batch, front bool) {
-	w.noteSpillingLocked("batches are queued on disk behind older spilled batches")
-	if err := w.spill.push(b, front); err != nil {
-		w.counters.lastErr.set(err)
-		if ok, n := w.spillLog.allow(); ok {
-			w.log.Error("io: spill: batch dropped", "err", err, "points", b.points, "suppressed", n)
-		}
-		return
-	}
-	w.counters.spilledBatches.Add(1)
-}
-
-// noteSpillingLocked logs the start of an outage once.
-func (w *outputWorker) noteSpillingLocked(why string) {
-	if w.spilling || w.exited {
-		return
-	}
-	w.spilling = true
-	text, _ := w.counters.lastErr.get()
-	w.log.Warn("io: output not keeping up, spilling batches to disk until it recovers",
-		"reason", why, "last_error", text)
-}
-
-// next returns the next memory batch, or spilled=true when the spill must be drained first.
-func (w *outputWorker) next() (b *batch, spilled bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.spill.empty() {
-		return nil, true
-	}
-	if len(w.memory) == 0 {
-		return nil, false
-	}
-	b = w.memory[0]
-	w.memory[0] = nil
-	w.memory = w.memory[1:]
-	return b, false
-}
-
-func (w *outputWorker) run() {
-	defer close(w.done)
-	defer w.exit()
 	for {
-		b, spilled := w.next()
-		switch {
-		case spilled:
-			// A spilled batch is safe on disk: on stop, leave it for the next run.
-			if w.stopping() || !w.deliverSpilled() {
-				return
-			}
-		case b != nil:
-			w.deliverFresh(b)
-		default:
-			if w.stopping() {
-				return
-			}
-			select {
-			case <-w.wake:
-			case <-w.draining:
-			case <-w.ctx.Done():
-			}
+		if w.aborted {
+			return job{}, false
 		}
+		if w.writing > 0 || !w.spill.empty() {
+			if w.stopping && w.gaveUp {
+				return job{}, false
+			}
+			// Batches the spill writer is writing are newer than those on disk: the
+			// oldest may go while it writes. Fresh batches in flight are older, and may
+			// still land in the spill: the drain waits for them.
+			if !w.draining && w.fresh == 0 && !w.spill.empty() {
+				w.draining = true
+				return job{fromSpill: true}, true
+			}
+		} else if len(w.memory) > 0 {
+			return job{q: w.popLocked()}, true
+		} else if w.stopping {
+			return job{}, false
+		}
+		w.changed.Wait()
 	}
 }
 
-// exit spills what is left in memory (only after the stop deadline) and marks the worker
-// gone, so a late batch goes straight to the spill.
-func (w *outputWorker) exit() {
+func (w *outputWorker) popLocked() queuedBatch {
+	q := w.memory[0]
+	w.memory[0] = queuedBatch{}
+	w.memory = w.memory[1:]
+	w.memBytes -= q.size
+	w.fresh++
+	return q
+}
+
+func (w *outputWorker) runSender() {
+	for {
+		j, ok := w.nextJob()
+		if !ok {
+			return
+		}
+		if j.fromSpill {
+			more := w.deliverSpilled()
+			w.mu.Lock()
+			w.draining = false
+			w.gaveUp = w.gaveUp || !more
+			w.changed.Broadcast()
+			w.mu.Unlock()
+			continue
+		}
+		w.deliverFresh(j.q)
+		w.mu.Lock()
+		w.fresh--
+		w.changed.Broadcast()
+		w.mu.Unlock()
+	}
+}
+
+// beginStop asks the senders to deliver what is left (memory, then the spill while the
+// output accepts it) and exit.
+func (w *outputWorker) beginStop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.moveMemoryToSpillLocked("stopping: the output did not take these batches before the deadline")
+	w.stopping = true
+	close(w.stopCh)
+	w.changed.Broadcast()
+}
+
+func (w *outputWorker) waitSenders() { w.senders.Wait() }
+
+// abort is the stop deadline: requests in flight are cancelled and their batches spilled.
+func (w *outputWorker) abort() {
+	w.cancel()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.aborted = true
+	w.changed.Broadcast()
+}
+
+// finish spills what the senders left in memory and waits for the spill writer. After it,
+// the output holds nothing in memory.
+func (w *outputWorker) finish() {
+	w.mu.Lock()
+	w.finishing = true
+	w.changed.Broadcast()
+	w.mu.Unlock()
+	<-w.writerDone
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.exited = true
 }
 
-func (w *outputWorker) stopping() bool {
+func (w *outputWorker) stoppingNow() bool {
 	select {
-	case <-w.draining:
+	case <-w.stopCh:
 		return true
 	case <-w.ctx.Done():
 		return true
@@ -190,37 +247,45 @@ func (w *outputWorker) stopping() bool {
 	}
 }
 
-// deliverFresh sends a batch from memory, retrying with backoff up to retry_max_elapsed;
-// then (or when stopping) it goes to the spill head.
-func (w *outputWorker) deliverFresh(b *batch) {
+// deliverFresh sends a memory batch, retrying with backoff up to retry_max_elapsed; then
+// (or when stopping) it goes to the spill under its own sequence number.
+func (w *outputWorker) deliverFresh(q queuedBatch) {
 	start := time.Now()
 	bo := backoff{initial: w.cfg.RetryInitial, max: w.cfg.RetryMax}
 	for {
-		err := w.sendOnce(b)
+		err := w.sendOnce(q.b)
 		if err == nil || isPermanent(err) {
+			q.b.release()
 			return
 		}
 		// While stopping, a failing output is not retried: its batches go straight to the
 		// spill, so a dead output cannot hold shutdown for the whole stop_timeout.
-		if w.stopping() {
-			w.spillFront(b, "stopping while the output fails")
+		if w.stoppingNow() {
+			w.spillFailed(q, "stopping while the output fails")
 			return
 		}
 		wait := w.retryDelay(&bo, err)
 		if time.Since(start)+wait > w.cfg.RetryMaxElapsed {
-			w.spillFront(b, "retry_max_elapsed reached")
+			w.spillFailed(q, "retry_max_elapsed reached")
 			return
 		}
 		w.counters.retries.Add(1)
 		if !w.sleep(wait) {
-			w.spillFront(b, "stopping while the output fails")
+			w.spillFailed(q, "stopping while the output fails")
 			return
 		}
 	}
 }
 
+func (w *outputWorker) spillFailed(q queuedBatch, why string) {
+	w.mu.Lock()
+	w.noteOutageLocked(why)
+	w.mu.Unlock()
+	w.writeSpill([]queuedBatch{q})
+}
+
 // deliverSpilled makes one attempt with the spill's oldest batch, which doubles as the
-// probe of a failed output; it reports false when the worker should exit.
+// probe of a failed output; it reports false when the sender should exit (stopping).
 func (w *outputWorker) deliverSpilled() bool {
 	e, ok := w.spill.peek()
 	if !ok {
@@ -228,10 +293,10 @@ func (w *outputWorker) deliverSpilled() bool {
 	}
 	b, err := w.spill.load(e)
 	if err != nil {
-		w.spill.complete(e)
-		w.counters.drop(e.cat, e.points, dropSpillCorrupt)
+		points := w.spill.dropCorrupt(e)
+		w.counters.drop(e.cat, points, dropSpillCorrupt)
 		w.counters.lastErr.set(err)
-		w.log.Error("io: spilled batch unreadable, dropped", "err", err, "points", e.points)
+		w.log.Error("io: spilled batches unreadable, dropped", "err", err, "points", points)
 		return true
 	}
 	err = w.sendOnce(b)
@@ -242,7 +307,7 @@ func (w *outputWorker) deliverSpilled() bool {
 		return true
 	}
 	w.spill.release()
-	if w.stopping() {
+	if w.stoppingNow() {
 		return false
 	}
 	w.counters.retries.Add(1)
@@ -252,10 +317,29 @@ func (w *outputWorker) deliverSpilled() bool {
 func (w *outputWorker) noteRecovered() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.spilling && w.spill.empty() {
-		w.spilling = false
-		w.log.Info("io: output recovered, spill drained")
+	if w.outage && w.spill.empty() && w.writing == 0 {
+		w.outage = false
+		if w.outageLogged {
+			w.outageLogged = false
+			w.log.Info("io: output caught up, spill drained")
+		}
 	}
+}
+
+// noteOutageLocked logs the start of an outage once, and outages at most once a minute.
+func (w *outputWorker) noteOutageLocked(why string) {
+	if w.outage || w.exited {
+		return
+	}
+	w.outage = true
+	ok, suppressed := w.outageLog.allow()
+	if !ok {
+		return
+	}
+	w.outageLogged = true
+	text, _ := w.counters.lastErr.get()
+	w.log.Warn("io: output not keeping up, spilling batches to disk until it catches up",
+		"reason", why, "last_error", text, "earlier_outages_not_logged", suppressed)
 }
 
 // sendOnce makes one attempt and counts its outcome.
@@ -296,7 +380,7 @@ func (w *outputWorker) sleep(d time.Duration) bool {
 	select {
 	case <-t.C:
 		return true
-	case <-w.draining:
+	case <-w.stopCh:
 		return false
 	case <-w.ctx.Done():
 		return false

@@ -3,21 +3,22 @@ package io
 import (
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/apmkit/apmkit/point"
 )
 
-// spillQueue is an output's on-disk FIFO of batches it could not take: one gzip file per
-// batch, named <seq>-<category>-<points>.lp.gz with a 20-digit sequence so names sort in
-// delivery order and `zcat` shows the lines. A batch is written to a temp file, synced and
-// renamed, so a crash leaves whole batches or nothing. The folder is rescanned on open, so
-// the spill survives restarts. Beyond capacity the oldest batches are deleted and counted.
+// spillQueue is an output's on-disk FIFO of batches it could not take yet, in segment files
+// (spill_file.go) of one or more batches. Everything the queue needs (order, counts, a
+// checksum) is in the file names, so counting, evicting and completing batches never reads
+// a file, and loading one checks its CRC instead of decompressing it. The folder is
+// rescanned on open, so the spill survives restarts. Beyond capacity the oldest segments are
+// deleted and counted.
 //
 // Two processes must not share a spill folder (one apmkit per data dir).
 type spillQueue struct {
@@ -25,76 +26,90 @@ type spillQueue struct {
 	capacity int64
 	codec    *gzipCodec
 	onDrop   func(cat point.Category, points int, reason dropReason)
+	// base is the spill sequence of this run's output sequence 0: after every file a
+	// previous run left, so they are delivered first.
+	base uint64
 
 	mu       sync.Mutex
-	entries  []spillEntry // ascending seq: entries[0] is the oldest
-	bytes    int64
-	inFlight uint64 // seq being delivered; eviction spares it (0: none)
-	lastSeq  uint64 // highest seq ever used in this folder
+	segs     []*spillSegment // ascending seq: segs[0] is the oldest
+	batches  int             // batches not yet delivered
+	bytes    int64           // files on disk plus writes in progress
+	inFlight *spillSegment   // its next batch is being delivered: eviction spares it
 }
 
+// spillSegment is one spill file. name.delivered counts the batches delivered so far (the
+// file is renamed to say so only when the queue closes).
+type spillSegment struct {
+	name spillName
+	file string // the name on disk
+	size int64
+	// Set when the segment is loaded for delivery.
+	data []byte
+	recs []spillRecord
+}
+
+func (g *spillSegment) remaining() int { return g.name.batches - g.name.delivered }
+
+// remainingPoints counts the points not yet delivered (all of them until it is loaded,
+// when nothing of it can have been delivered yet).
+func (g *spillSegment) remainingPoints() int {
+	if g.recs == nil {
+		return g.name.points
+	}
+	n := 0
+	for _, r := range g.recs[g.name.delivered:] {
+		n += r.points
+	}
+	return n
+}
+
+// spillEntry is the batch being delivered: a segment's next batch.
 type spillEntry struct {
+	seg *spillSegment
+	cat point.Category
+}
+
+// spillItem is a batch to write: its output sequence and its gzip form.
+type spillItem struct {
 	seq    uint64
 	cat    point.Category
 	points int
-	size   int64
+	gz     []byte
 }
 
-const (
-	spillSuffix    = ".lp.gz"
-	spillTmpPrefix = "tmp-"
-	// firstSpillSeq leaves room below the first batch: a batch that fails after newer ones
-	// were spilled is put in front of them (seq = head-1) to keep delivery in order.
-	firstSpillSeq uint64 = 1 << 40
-)
-
-func (e spillEntry) fileName() string {
-	return fmt.Sprintf("%020d-%s-%d%s", e.seq, e.cat, e.points, spillSuffix)
-}
-
-func parseSpillName(name string) (spillEntry, bool) {
-	base, ok := strings.CutSuffix(name, spillSuffix)
-	if !ok {
-		return spillEntry{}, false
-	}
-	parts := strings.Split(base, "-")
-	if len(parts) != 3 {
-		return spillEntry{}, false
-	}
-	seq, err1 := strconv.ParseUint(parts[0], 10, 64)
-	cat, err2 := point.ParseCategory(parts[1])
-	points, err3 := strconv.Atoi(parts[2])
-	if err1 != nil || err2 != nil || err3 != nil || seq == 0 || points < 0 {
-		return spillEntry{}, false
-	}
-	return spillEntry{seq: seq, cat: cat, points: points}, true
-}
+// segmentMaxBytes bounds a spill file: a group of batches is cut into files of at most
+// this size, or a quarter of the capacity, so eviction stays fine-grained.
+const segmentMaxBytes = 4 << 20
 
 // openSpillQueue creates the folder or picks up what a previous run left in it.
 func openSpillQueue(dir string, capacity int64, codec *gzipCodec, onDrop func(point.Category, int, dropReason)) (*spillQueue, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("spill: %w", err)
 	}
-	s := &spillQueue{dir: dir, capacity: capacity, codec: codec, onDrop: onDrop, lastSeq: firstSpillSeq - 1}
-	if err := s.scan(); err != nil {
+	s := &spillQueue{dir: dir, capacity: capacity, codec: codec, onDrop: onDrop}
+	last, err := s.scan()
+	if err != nil {
 		return nil, err
 	}
+	s.base = max(last+1, firstSpillSeq)
 	s.evictLocked(0) // capacity_mb may have been lowered since the last run
 	return s, nil
 }
 
-func (s *spillQueue) scan() error {
+// scan loads the folder's segments and returns the highest sequence found.
+func (s *spillQueue) scan() (uint64, error) {
 	files, err := os.ReadDir(s.dir)
 	if err != nil {
-		return fmt.Errorf("spill: %w", err)
+		return 0, fmt.Errorf("spill: %w", err)
 	}
+	var last uint64
 	for _, f := range files {
 		name := f.Name()
 		if strings.HasPrefix(name, spillTmpPrefix) {
 			_ = os.Remove(filepath.Join(s.dir, name)) // a write a crash interrupted
 			continue
 		}
-		e, ok := parseSpillName(name)
+		n, ok := parseSpillName(name)
 		if !ok || !f.Type().IsRegular() {
 			continue
 		}
@@ -102,13 +117,17 @@ func (s *spillQueue) scan() error {
 		if err != nil {
 			continue
 		}
-		e.size = info.Size()
-		s.entries = append(s.entries, e)
-		s.bytes += e.size
-		s.lastSeq = max(s.lastSeq, e.seq)
+		g := &spillSegment{name: n, file: name, size: info.Size()}
+		if n.delivered > 0 {
+			s.loadSegment(g) // its remaining points are in the file; an error shows on delivery
+		}
+		s.segs = append(s.segs, g)
+		s.batches += g.remaining()
+		s.bytes += g.size
+		last = max(last, n.seq+uint64(n.batches)-1)
 	}
-	slices.SortFunc(s.entries, func(a, b spillEntry) int { return compareUint(a.seq, b.seq) })
-	return nil
+	slices.SortFunc(s.segs, func(a, b *spillSegment) int { return compareUint(a.name.seq, b.name.seq) })
+	return last, nil
 }
 
 func compareUint(a, b uint64) int {
@@ -121,166 +140,327 @@ func compareUint(a, b uint64) int {
 	return 0
 }
 
-// push stores b at the tail (newest) or, with front, at the head: the worker uses front for
-// a batch it took before everything now in the spill. Drops are counted through onDrop; the
-// error is for the caller's log.
-func (s *spillQueue) push(b *batch, front bool) error {
-	gz, err := b.gzipBytes()
-	if err != nil {
-		s.onDrop(b.cat, b.points, dropSpillError)
-		return fmt.Errorf("spill: %w", err)
-	}
+// pushGroup stores batches under their output sequence numbers, which places them in FIFO
+// order among those already spilled (a batch a sender gave up on goes ahead of newer ones
+// the spill writer stored meanwhile). Consecutive batches of one category share a file; files
+// are written and fsynced concurrently and share one folder sync. It returns how many
+// batches were stored; drops are counted through onDrop and the error is for the log.
+func (s *spillQueue) pushGroup(items []spillItem) (int, error) {
+	keep, errs := s.reserve(items)
+	segs, files, err := s.buildSegments(items, keep)
+	errs = append(errs, err...)
+	writeFilesAtomic(s.dir, files)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	size := int64(len(gz))
-	if !s.evictLocked(size) {
-		// Only when the batch alone exceeds the room eviction can make.
-		s.onDrop(b.cat, b.points, dropSpillFull)
-		return fmt.Errorf("spill: a %d-byte batch does not fit in capacity %d bytes", size, s.capacity)
+	written := 0
+	for i, g := range segs {
+		if files[i].err != nil {
+			s.bytes -= g.size
+			s.onDrop(g.name.cat, g.name.points, dropSpillError)
+			errs = append(errs, fmt.Errorf("spill: %w", files[i].err))
+			continue
+		}
+		s.insertLocked(g)
+		written += g.name.batches
 	}
-	e := spillEntry{cat: b.cat, points: b.points, size: size}
-	if front && len(s.entries) > 0 {
-		e.seq = s.entries[0].seq - 1
-	} else {
-		s.lastSeq++
-		e.seq = s.lastSeq
+	return written, errors.Join(errs...)
+}
+
+// memberSize is the bytes a batch takes in a segment file.
+func memberSize(it spillItem) int64 {
+	return int64(len(it.gz) - gzipHeaderLen + memberHeaderLen)
+}
+
+// reserve makes room for the items and accounts their bytes while they are written. Room
+// comes from the oldest segments on disk, then from the oldest items of this group (a group
+// larger than the capacity keeps its newest batches); an item that cannot fit even alone is
+// dropped. Dropped items are counted; keep says which remain.
+func (s *spillQueue) reserve(items []spillItem) ([]bool, []error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := make([]bool, len(items))
+	var errs []error
+	for i, it := range items {
+		size := memberSize(it)
+		fits := s.evictLocked(size)
+		for !fits && s.skipOldestLocked(items[:i], keep) {
+			fits = s.evictLocked(size)
+		}
+		if !fits {
+			s.onDrop(it.cat, it.points, dropSpillFull)
+			errs = append(errs, fmt.Errorf("spill: a %d-byte batch does not fit in capacity %d bytes", size, s.capacity))
+			continue
+		}
+		keep[i] = true
+		s.bytes += size
 	}
-	if err := writeFileAtomic(s.dir, e.fileName(), gz); err != nil {
-		s.onDrop(b.cat, b.points, dropSpillError)
-		return fmt.Errorf("spill: %w", err)
+	return keep, errs
+}
+
+// skipOldestLocked gives up the oldest kept item of the group; false if none.
+func (s *spillQueue) skipOldestLocked(items []spillItem, keep []bool) bool {
+	for j, it := range items {
+		if keep[j] {
+			keep[j] = false
+			s.bytes -= memberSize(it)
+			s.onDrop(it.cat, it.points, dropSpillFull)
+			return true
+		}
 	}
-	if front {
-		s.entries = slices.Insert(s.entries, 0, e)
-	} else {
-		s.entries = append(s.entries, e)
+	return false
+}
+
+// buildSegments cuts the kept items into files: runs of one category, within the size
+// bound, in sequence order.
+func (s *spillQueue) buildSegments(items []spillItem, keep []bool) ([]*spillSegment, []pendingFile, []error) {
+	b := segmentBuilder{base: s.base, limit: min(segmentMaxBytes, max(s.capacity/4, 1))}
+	var errs []error
+	for i, it := range items {
+		if !keep[i] {
+			continue
+		}
+		if err := b.add(items[i:], keep[i:]); err != nil {
+			s.unreserve(it, dropSpillError)
+			errs = append(errs, err)
+		}
 	}
-	s.bytes += size
+	b.flush()
+	return b.segs, b.files, errs
+}
+
+// segmentBuilder assembles segment files from consecutive items.
+type segmentBuilder struct {
+	base  uint64
+	limit int64
+	segs  []*spillSegment
+	files []pendingFile
+	cur   *spillSegment
+	data  []byte
+}
+
+// add appends items[0] to the current segment, or to a new one when the category changes
+// or the size bound is reached; the rest of items sizes the new segment's buffer.
+func (b *segmentBuilder) add(items []spillItem, keep []bool) error {
+	it := items[0]
+	if b.cur != nil && (b.cur.name.cat != it.cat || b.cur.size+memberSize(it) > b.limit) {
+		b.flush()
+	}
+	if b.cur == nil {
+		b.cur = &spillSegment{name: spillName{seq: b.base + it.seq, cat: it.cat}}
+		b.data = make([]byte, 0, segmentBytes(items, keep, b.limit))
+	}
+	data, err := appendMember(b.data, it.cat, it.points, it.gz)
+	if err != nil {
+		return err
+	}
+	b.data = data
+	b.cur.name.points += it.points
+	b.cur.name.batches++
+	b.cur.size += memberSize(it)
 	return nil
 }
 
-// evictLocked deletes the oldest batches (sparing the one in flight) until need more bytes
-// fit. It reports whether they fit.
+func (b *segmentBuilder) flush() {
+	if b.cur != nil && b.cur.name.batches > 0 {
+		b.cur.name.crc = crc32.ChecksumIEEE(b.data)
+		b.cur.file = b.cur.name.String()
+		b.segs = append(b.segs, b.cur)
+		b.files = append(b.files, pendingFile{name: b.cur.file, data: b.data})
+	}
+	b.cur, b.data = nil, nil
+}
+
+// segmentBytes is the size of the segment that starts with items[0]: the file buffer is
+// allocated once.
+func segmentBytes(items []spillItem, keep []bool, limit int64) int64 {
+	var n int64
+	for i, it := range items {
+		if !keep[i] {
+			continue
+		}
+		if it.cat != items[0].cat || (n > 0 && n+memberSize(it) > limit) {
+			break
+		}
+		n += memberSize(it)
+	}
+	return n
+}
+
+func (s *spillQueue) unreserve(it spillItem, reason dropReason) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bytes -= memberSize(it)
+	s.onDrop(it.cat, it.points, reason)
+}
+
+func (s *spillQueue) insertLocked(g *spillSegment) {
+	s.batches += g.remaining()
+	n := len(s.segs)
+	if n == 0 || s.segs[n-1].name.seq < g.name.seq {
+		s.segs = append(s.segs, g) // the usual case: the spill writer appends
+		return
+	}
+	i, _ := slices.BinarySearchFunc(s.segs, g.name.seq, func(x *spillSegment, seq uint64) int { return compareUint(x.name.seq, seq) })
+	s.segs = slices.Insert(s.segs, i, g)
+}
+
+// evictLocked deletes the oldest segments (sparing the one in flight) until need more
+// bytes fit. It reports whether they fit.
 func (s *spillQueue) evictLocked(need int64) bool {
 	for s.bytes+need > s.capacity {
 		i := 0
-		if i < len(s.entries) && s.entries[i].seq == s.inFlight {
+		if i < len(s.segs) && s.segs[i] == s.inFlight {
 			i++
 		}
-		if i >= len(s.entries) {
+		if i >= len(s.segs) {
 			return false
 		}
-		e := s.entries[i]
+		g := s.segs[i]
+		s.onDrop(g.name.cat, g.remainingPoints(), dropSpillFull)
 		s.removeLocked(i)
-		s.onDrop(e.cat, e.points, dropSpillFull)
 	}
 	return true
 }
 
 func (s *spillQueue) removeLocked(i int) {
-	e := s.entries[i]
-	_ = os.Remove(filepath.Join(s.dir, e.fileName()))
-	s.entries = slices.Delete(s.entries, i, i+1)
-	s.bytes -= e.size
+	g := s.segs[i]
+	_ = os.Remove(filepath.Join(s.dir, g.file))
+	s.segs = slices.Delete(s.segs, i, i+1)
+	s.bytes -= g.size
+	s.batches -= g.remaining()
+	g.data, g.recs = nil, nil
 }
 
-// peek returns the oldest batch's entry and marks it in flight until complete or release.
+// peek returns the oldest batch and marks its segment in flight until complete, drop or
+// release.
 func (s *spillQueue) peek() (spillEntry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.entries) == 0 {
+	if len(s.segs) == 0 {
 		return spillEntry{}, false
 	}
-	s.inFlight = s.entries[0].seq
-	return s.entries[0], true
+	s.inFlight = s.segs[0]
+	return spillEntry{seg: s.segs[0], cat: s.segs[0].name.cat}, true
 }
 
-// load reads a batch back; gunzip checks its CRC, so a damaged file is an error.
+// load returns the entry's batch, reading its segment on first need. The CRC in the name
+// detects a damaged file without decompressing it; files of older versions have none and
+// are checked by gunzip.
 func (s *spillQueue) load(e spillEntry) (*batch, error) {
-	gz, err := os.ReadFile(filepath.Join(s.dir, e.fileName()))
+	g := e.seg
+	if g.name.legacy {
+		return s.loadLegacy(g)
+	}
+	if g.data == nil {
+		if err := s.loadSegment(g); err != nil {
+			return nil, err
+		}
+	}
+	r := g.recs[g.name.delivered]
+	return &batch{cat: g.name.cat, points: r.points, codec: s.codec, gz: plainMember(g.data[r.off:r.end])}, nil
+}
+
+// loadSegment reads and indexes a segment; only the goroutine delivering the spill (or
+// open) calls it, and eviction spares the segment in flight.
+func (s *spillQueue) loadSegment(g *spillSegment) error {
+	data, err := os.ReadFile(filepath.Join(s.dir, g.file))
+	if err != nil {
+		return fmt.Errorf("spill: %w", err)
+	}
+	if err := checkFile(g.name, data); err != nil {
+		return fmt.Errorf("spill: %s: %w", g.file, err)
+	}
+	recs, err := parseMembers(data, g.name.cat)
+	if err == nil && len(recs) != g.name.batches {
+		err = fmt.Errorf("%d batches, the name says %d", len(recs), g.name.batches)
+	}
+	if err != nil {
+		return fmt.Errorf("spill: %s: %w", g.file, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g.data, g.recs = data, recs
+	return nil
+}
+
+func (s *spillQueue) loadLegacy(g *spillSegment) (*batch, error) {
+	gz, err := os.ReadFile(filepath.Join(s.dir, g.file))
 	if err != nil {
 		return nil, fmt.Errorf("spill: %w", err)
 	}
-	b := &batch{cat: e.cat, points: e.points, codec: s.codec, gz: gz}
+	b := &batch{cat: g.name.cat, points: g.name.points, codec: s.codec, gz: gz}
 	if _, err := b.rawBytes(); err != nil {
-		return nil, fmt.Errorf("spill: %s: %w", e.fileName(), err)
+		return nil, fmt.Errorf("spill: %s: %w", g.file, err)
 	}
 	return b, nil
 }
 
-// complete deletes a delivered (or permanently rejected) batch.
+// complete marks the entry's batch delivered (or permanently rejected); a segment's file is
+// deleted with its last batch.
 func (s *spillQueue) complete(e spillEntry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inFlight = 0
-	if i := s.indexLocked(e.seq); i >= 0 {
+	s.inFlight = nil
+	g := e.seg
+	i := slices.Index(s.segs, g)
+	if i < 0 {
+		return
+	}
+	g.name.delivered++
+	s.batches--
+	if g.remaining() == 0 {
 		s.removeLocked(i)
 	}
+}
+
+// dropCorrupt deletes the entry's segment, which cannot be read, and returns the points
+// lost with it.
+func (s *spillQueue) dropCorrupt(e spillEntry) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight = nil
+	i := slices.Index(s.segs, e.seg)
+	if i < 0 {
+		return 0
+	}
+	points := e.seg.remainingPoints()
+	s.removeLocked(i)
+	return points
 }
 
 // release keeps a batch that could not be delivered yet.
 func (s *spillQueue) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inFlight = 0
+	s.inFlight = nil
 }
 
-func (s *spillQueue) indexLocked(seq uint64) int {
-	i, found := slices.BinarySearchFunc(s.entries, seq, func(e spillEntry, seq uint64) int { return compareUint(e.seq, seq) })
-	if !found {
-		return -1
+// close records a segment a stop cut (some batches delivered) in its file name, so the next
+// run starts after them.
+func (s *spillQueue) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, g := range s.segs {
+		if name := g.name.String(); name != g.file {
+			if err := os.Rename(filepath.Join(s.dir, g.file), filepath.Join(s.dir, name)); err != nil {
+				errs = append(errs, fmt.Errorf("spill: %w", err))
+				continue
+			}
+			g.file = name
+		}
 	}
-	return i
+	return errors.Join(errs...)
 }
 
 // size returns the batches and bytes held.
 func (s *spillQueue) size() (batches int, bytes int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.entries), s.bytes
+	return s.batches, s.bytes
 }
 
 func (s *spillQueue) empty() bool {
 	n, _ := s.size()
 	return n == 0
-}
-
-// writeFileAtomic writes a temp file, syncs it, renames it into place and syncs the folder,
-// so after a crash the file is either whole or absent.
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(dir, spillTmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
 }

@@ -64,17 +64,54 @@ func TestSpillSurvivesRestartInOrder(t *testing.T) {
 	}
 }
 
+// pushBatch spills one batch under output sequence seq, as the spill writer does.
+func pushBatch(t *testing.T, q *spillQueue, b *batch, seq uint64) {
+	t.Helper()
+	gz, err := b.gzipBytes(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.pushGroup([]spillItem{{seq: seq, cat: b.cat, points: b.points, gz: gz}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// drainSpill delivers a spill queue's batches in order and returns their seq fields.
+func drainSpill(t *testing.T, q *spillQueue, check func(spillEntry)) []int64 {
+	t.Helper()
+	var got []int64
+	for {
+		e, ok := q.peek()
+		if !ok {
+			return got
+		}
+		if check != nil {
+			check(e)
+		}
+		b, err := q.load(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := b.rawBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pts, _ := point.Parse(raw)
+		got = append(got, seqOf(t, pts)...)
+		q.complete(e)
+	}
+}
+
 func TestSpillQueueEvictsOldestKeepsNewest(t *testing.T) {
 	codec := &gzipCodec{}
 	dropped := map[dropReason]int{}
-	var droppedSeqs []int64
 	mk := func(i int) *batch {
 		p := seqPoints("m", i, 1)[0]
 		p.AddField(point.String("pad", strings.Repeat("x", 100)))
 		raw, _ := point.AppendLine(nil, p)
 		return newBatch(point.Metric, 1, raw, codec)
 	}
-	size := func(b *batch) int64 { gz, _ := b.gzipBytes(); return int64(len(gz)) }
+	size := func(b *batch) int64 { gz, _ := b.gzipBytes(1); return int64(len(gz)) }
 	capacity := 2*size(mk(0)) + size(mk(0))/2 // room for two batches
 	dir := t.TempDir()
 	q, err := openSpillQueue(dir, capacity, codec, func(c point.Category, n int, r dropReason) { dropped[r] += n })
@@ -82,35 +119,23 @@ func TestSpillQueueEvictsOldestKeepsNewest(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5; i++ {
-		if err := q.push(mk(i), false); err != nil {
-			t.Fatal(err)
-		}
+		pushBatch(t, q, mk(i), uint64(i))
 	}
 	if dropped[dropSpillFull] != 3 {
 		t.Fatalf("dropped %v, want 3 spill_full", dropped)
 	}
-	var kept []int64
-	for {
-		e, ok := q.peek()
-		if !ok {
-			break
-		}
-		b, err := q.load(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := b.rawBytes()
-		pts, _ := point.Parse(raw)
-		kept = append(kept, seqOf(t, pts)...)
-		q.complete(e)
+	if n, bytes := q.size(); n != 2 || bytes > capacity {
+		t.Fatalf("spill holds %d batches, %d bytes; want 2 within %d", n, bytes, capacity)
 	}
-	_ = droppedSeqs
-	if len(kept) != 2 || kept[0] != 3 || kept[1] != 4 {
+	if kept := drainSpill(t, q, nil); len(kept) != 2 || kept[0] != 3 || kept[1] != 4 {
 		t.Fatalf("kept %v, want the newest [3 4]", kept)
 	}
 }
 
-func TestSpillQueueFrontKeepsOrderAndRescans(t *testing.T) {
+// TestSpillQueueOrdersBySequenceAndRescans: batches land in sequence order however they
+// arrive (a sender's failed batch after newer ones the spill writer stored), a restart
+// keeps that order and puts the new run's batches after the old ones.
+func TestSpillQueueOrdersBySequenceAndRescans(t *testing.T) {
 	codec := &gzipCodec{}
 	dir := t.TempDir()
 	noDrop := func(point.Category, int, dropReason) { t.Error("unexpected drop") }
@@ -123,13 +148,9 @@ func TestSpillQueueFrontKeepsOrderAndRescans(t *testing.T) {
 		return newBatch(point.Logging, 1, raw, codec)
 	}
 	for _, i := range []int{2, 3} {
-		if err := q.push(mk(i), false); err != nil {
-			t.Fatal(err)
-		}
+		pushBatch(t, q, mk(i), uint64(i))
 	}
-	if err := q.push(mk(1), true); err != nil { // older than everything spilled
-		t.Fatal(err)
-	}
+	pushBatch(t, q, mk(1), 1) // older than everything spilled
 	// A crash mid-write leaves a temp file; the rescan removes it and ignores strangers.
 	if err := os.WriteFile(filepath.Join(dir, spillTmpPrefix+"123"), []byte("half"), 0o644); err != nil {
 		t.Fatal(err)
@@ -144,27 +165,38 @@ func TestSpillQueueFrontKeepsOrderAndRescans(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, spillTmpPrefix+"123")); !os.IsNotExist(err) {
 		t.Fatal("temp file not removed on rescan")
 	}
-	var got []int64
-	for {
-		e, ok := reopened.peek()
-		if !ok {
-			break
+	pushBatch(t, reopened, mk(4), 0) // the new run's first batch: after the old run's
+	got := drainSpill(t, reopened, func(e spillEntry) {
+		if e.cat != point.Logging || e.seg.name.points != 1 || e.seg.name.legacy {
+			t.Fatalf("entry %+v", e.seg.name)
 		}
-		if e.cat != point.Logging || e.points != 1 {
-			t.Fatalf("entry %+v", e)
-		}
-		b, err := reopened.load(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := b.rawBytes()
-		pts, _ := point.Parse(raw)
-		got = append(got, seqOf(t, pts)...)
-		reopened.complete(e)
-	}
-	wantSeq(t, got, 1, 4)
+	})
+	wantSeq(t, got, 1, 5)
 }
 
+// TestSpillQueueReadsOldNames: files named without the checksum (apmkit before it) are
+// still delivered, in order with the new ones.
+func TestSpillQueueReadsOldNames(t *testing.T) {
+	codec := &gzipCodec{}
+	dir := t.TempDir()
+	raw, _ := point.AppendLine(nil, seqPoints("m", 0, 1)[0])
+	gz, _ := newBatch(point.Metric, 1, raw, codec).gzipBytes(5)
+	old := spillName{seq: firstSpillSeq, cat: point.Metric, points: 1, legacy: true}
+	if err := os.WriteFile(filepath.Join(dir, old.String()), gz, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	q, err := openSpillQueue(dir, 1<<20, codec, func(point.Category, int, dropReason) { t.Error("unexpected drop") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw1, _ := point.AppendLine(nil, seqPoints("m", 1, 1)[0])
+	pushBatch(t, q, newBatch(point.Metric, 1, raw1, codec), 0)
+	wantSeq(t, drainSpill(t, q, nil), 0, 2)
+}
+
+// TestSpillCorruptBatchDroppedAndCounted: a spill file that is not what its name says (an
+// old-style file that is not gzip, a new one whose CRC does not match) is dropped and its
+// points counted; delivery goes on.
 func TestSpillCorruptBatchDroppedAndCounted(t *testing.T) {
 	s := newSink(t, nil)
 	dataDir := t.TempDir()
@@ -172,18 +204,74 @@ func TestSpillCorruptBatchDroppedAndCounted(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bad := spillEntry{seq: firstSpillSeq, cat: point.Metric, points: 7}
-	if err := os.WriteFile(filepath.Join(dir, bad.fileName()), []byte("not gzip"), 0o644); err != nil {
-		t.Fatal(err)
+	legacy := spillName{seq: firstSpillSeq, cat: point.Metric, points: 7, legacy: true}
+	damaged := spillName{seq: firstSpillSeq + 1, cat: point.Metric, points: 5, crc: 1, batches: 2}
+	for _, n := range []spillName{legacy, damaged} {
+		if err := os.WriteFile(filepath.Join(dir, n.String()), []byte("not gzip"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	u := startUploader(t, testConfig(datawayOutput(s, "tkn_1")), dataDir)
 	feed(t, u, point.Metric, seqPoints("m", 0, 3))
 	waitFor(t, "delivery", func() bool { return s.deliveredCount() >= 3 })
 	stopUploader(t, u)
-	if st := outputStats(u, "dataway"); st.Dropped["spill_corrupt"] != 7 {
-		t.Fatalf("stats %+v, want 7 spill_corrupt", st)
+	if st := outputStats(u, "dataway"); st.Dropped["spill_corrupt"] != 12 {
+		t.Fatalf("stats %+v, want 12 spill_corrupt", st)
 	}
 	wantSeq(t, seqOf(t, s.delivered("")), 0, 3)
+}
+
+// TestSpillSegmentResumesAfterStop: batches spilled together share a file; a stop after
+// some of them were delivered records that in the file name, and the next run delivers the
+// rest, each batch once, in order.
+func TestSpillSegmentResumesAfterStop(t *testing.T) {
+	codec := &gzipCodec{}
+	dir := t.TempDir()
+	noDrop := func(point.Category, int, dropReason) { t.Error("unexpected drop") }
+	q, err := openSpillQueue(dir, 1<<20, codec, noDrop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []spillItem
+	for i := 0; i < 5; i++ {
+		raw, _ := point.AppendLine(nil, seqPoints("m", i, 1)[0])
+		gz, _ := newBatch(point.Tracing, 1, raw, codec).gzipBytes(1)
+		items = append(items, spillItem{seq: uint64(i), cat: point.Tracing, points: 1, gz: gz})
+	}
+	if n, err := q.pushGroup(items); n != 5 || err != nil {
+		t.Fatalf("pushGroup: %d, %v", n, err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"+spillSuffix))
+	if len(files) != 1 {
+		t.Fatalf("files %v, want one segment", files)
+	}
+	var got []int64
+	for i := 0; i < 2; i++ { // deliver two, then "stop"
+		e, _ := q.peek()
+		b, err := q.load(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := b.rawBytes()
+		pts, _ := point.Parse(raw)
+		got = append(got, seqOf(t, pts)...)
+		q.complete(e)
+	}
+	if err := q.close(); err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := openSpillQueue(dir, 1<<20, codec, noDrop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := reopened.size(); n != 3 {
+		t.Fatalf("reopened spill holds %d batches, want 3", n)
+	}
+	got = append(got, drainSpill(t, reopened, nil)...)
+	wantSeq(t, got, 0, 5)
+	if files, _ := filepath.Glob(filepath.Join(dir, "*")); len(files) != 0 {
+		t.Fatalf("files left: %v", files)
+	}
 }
 
 // TestSpillCapacityEndToEnd: a down output with a 1 MiB spill and ~3 MiB of incompressible
@@ -255,7 +343,6 @@ func TestGracefulStopLosesNothing(t *testing.T) {
 	out := datawayOutput(s, "tkn_1")
 	out.QueueMaxBatches = 2
 	cfg := testConfig(out)
-	cfg.QueueMaxPoints = 5000
 	cfg.BatchMaxPoints = 100
 	cfg.StopTimeout = 300 * time.Millisecond
 	const total = 5000

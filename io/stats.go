@@ -10,6 +10,10 @@ import (
 type Stats struct {
 	Categories []CategoryStats `json:"categories"`
 	Outputs    []OutputStats   `json:"outputs"`
+	// QueueBytes is the line protocol held in memory (batches being filled or waiting for
+	// an output, and their gzip forms); QueueCapacityBytes is io.queue_max_mb.
+	QueueBytes         int64 `json:"queue_bytes"`
+	QueueCapacityBytes int64 `json:"queue_capacity_bytes"`
 	// LastError is the most recent error of the uploader or any output, "" if none.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -17,12 +21,13 @@ type Stats struct {
 
 // CategoryStats counts one category before the outputs.
 type CategoryStats struct {
-	Category      string `json:"category"`
-	QueuePoints   int    `json:"queue_points"`
-	QueueCapacity int    `json:"queue_capacity"`
-	PointsIn      int64  `json:"points_in"`      // accepted by Feed
-	PointsBatched int64  `json:"points_batched"` // encoded into batches for the outputs
-	Batches       int64  `json:"batches"`
+	Category string `json:"category"`
+	// QueuePoints counts the points held in memory: in the batch being filled or in
+	// batches waiting for an output.
+	QueuePoints   int64 `json:"queue_points"`
+	PointsIn      int64 `json:"points_in"`      // accepted by Feed
+	PointsBatched int64 `json:"points_batched"` // encoded into batches for the outputs
+	Batches       int64 `json:"batches"`
 	// Rejected counts invalid points by validation reason (no_fields, bad_float...).
 	Rejected map[string]int64 `json:"rejected,omitempty"`
 	// Dropped counts points lost before any output: queue_full, not_running, invalid, no_output.
@@ -52,7 +57,7 @@ type OutputStats struct {
 
 // Stats returns a snapshot of the counts. Counters only grow; gauges (queue, spill) are live.
 func (u *Uploader) Stats() Stats {
-	var s Stats
+	s := Stats{QueueBytes: u.budget.inUse(), QueueCapacityBytes: u.budget.max}
 	s.LastError, s.LastErrorAt = u.lastErr.get()
 	for ci, c := range point.Categories {
 		s.Categories = append(s.Categories, u.categoryStats(ci, c))
@@ -71,8 +76,7 @@ func (u *Uploader) categoryStats(ci int, c point.Category) CategoryStats {
 	k := u.counters[ci]
 	cs := CategoryStats{
 		Category:      c.String(),
-		QueuePoints:   u.queues[ci].len(),
-		QueueCapacity: u.cfg.QueueMaxPoints,
+		QueuePoints:   k.queued.Load(),
 		PointsIn:      k.in.Load(),
 		PointsBatched: k.batched.Load(),
 		Batches:       k.batches.Load(),

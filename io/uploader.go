@@ -1,10 +1,12 @@
-// Package io is apmkit's uploader: bounded per-category queues, batching to line protocol,
-// and independent outputs (dataway, influxdb, influxdb2, file), each with retries, a disk
-// spill that survives restarts, and counts of everything it sends or loses.
+// Package io is apmkit's uploader: line protocol encoded where points are fed, batched per
+// category within a memory budget in bytes, and independent outputs (dataway, influxdb,
+// influxdb2, file), each with retries, a disk spill that survives restarts, and counts of
+// everything it sends or loses.
 //
-//	Feed -> category queue (bounded, points) -> batcher (encode, cut) --+--> output worker -> sender
-//	                                                                     |     memory queue / spill
-//	                                                                     +--> output worker -> ...
+//	Feed (caller's goroutine: validate, encode) -> category intake (open batch, cut by
+//	points, bytes or age) --+--> output: memory queue -> senders (max_in_flight) -> gzip, send
+//	                        |             \-> spill writer (oldest batches, when behind) -> disk
+//	                        +--> output: ...
 package io
 
 import (
@@ -31,10 +33,13 @@ type Uploader struct {
 	reg       prometheus.Registerer
 	metrics   *metricsCollector
 	codec     *gzipCodec
-	queues    []*pointQueue       // indexed like point.Categories
+	budget    *byteBudget
+	buffers   *bufferPool
+	intakes   []*intake           // indexed like point.Categories
 	counters  []*categoryCounters // indexed like point.Categories
 	outputs   []*outputWorker
 	routes    [][]*outputWorker // per category: the outputs that take it
+	scratch   sync.Pool         // *feedScratch: Feed's encoder and line index
 	lastErr   lastError         // uploader-level (queue full, invalid points)
 	feedLog   logLimiter
 	rejectLog logLimiter
@@ -44,8 +49,6 @@ type Uploader struct {
 	accepting atomic.Bool
 	mu        sync.Mutex
 	state     uploaderState
-	batchers  sync.WaitGroup
-	workers   sync.WaitGroup
 	stopOnce  sync.Once
 	stopError error
 }
@@ -77,19 +80,30 @@ func New(cfg Config, dataDir string, log *slog.Logger, reg prometheus.Registerer
 		return nil, fmt.Errorf("io: config: %w", err)
 	}
 	u := &Uploader{
-		cfg:       cfg,
-		dataDir:   dataDir,
-		log:       log,
-		reg:       reg,
-		codec:     &gzipCodec{},
+		cfg:     cfg,
+		dataDir: dataDir,
+		log:     log,
+		reg:     reg,
+		codec:   &gzipCodec{},
+		budget:  newByteBudget(int64(cfg.QueueMaxMB) << 20),
+		// Idle batch buffers, up to a quarter of the budget: a spill group gives back up to an
+		// eighth at once, and a smaller pool let most of it go to the garbage collector
+		// while the intake allocated (and zeroed) new buffers under its lock.
+		buffers:   &bufferPool{maxBytes: int64(cfg.QueueMaxMB) << 18},
 		feedLog:   logLimiter{every: time.Minute},
 		rejectLog: logLimiter{every: time.Minute},
 	}
-	u.buildQueues()
+	u.scratch.New = func() any { return &feedScratch{enc: point.NewEncoder()} }
+	u.counters = make([]*categoryCounters, len(point.Categories))
+	for ci := range u.counters {
+		u.counters[ci] = &categoryCounters{}
+	}
+	u.routes = make([][]*outputWorker, len(point.Categories))
 	if err := u.buildOutputs(); err != nil {
 		u.closeSenders()
 		return nil, err
 	}
+	u.buildIntakes()
 	u.warnOrphanSpills()
 	u.metrics = newMetricsCollector(u)
 	if reg != nil {
@@ -101,12 +115,10 @@ func New(cfg Config, dataDir string, log *slog.Logger, reg prometheus.Registerer
 	return u, nil
 }
 
-func (u *Uploader) buildQueues() {
-	for range point.Categories {
-		u.queues = append(u.queues, newPointQueue(u.cfg.QueueMaxPoints))
-		u.counters = append(u.counters, &categoryCounters{})
+func (u *Uploader) buildIntakes() {
+	for ci, c := range point.Categories {
+		u.intakes = append(u.intakes, newIntake(c, u.counters[ci], u.budget, u.codec, u.buffers, u.cfg, u.routes[ci]))
 	}
-	u.routes = make([][]*outputWorker, len(point.Categories))
 }
 
 func (u *Uploader) buildOutputs() error {
@@ -146,7 +158,12 @@ func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
 		u.log.Info("io: spilled batches from a previous run will be delivered first",
 			"output", oc.Name, "batches", n, "bytes", size)
 	}
-	return newOutputWorker(oc, s, spill, counters, u.log), nil
+	// An output that falls behind keeps at most a quarter of the budget in its memory queue
+	// (and spills in groups of up to an eighth): the rest keeps the intake, its many
+	// concurrent Feed calls (each reserves its lines before appending them) and the other
+	// outputs moving while this one spills. With half, 500 agents' Feed calls waited on a
+	// full budget for seconds whenever the spill writer fell behind a little.
+	return newOutputWorker(oc, s, spill, counters, u.budget.max/4, u.log), nil
 }
 
 func newSender(oc OutputConfig) (sender, error) {
@@ -182,8 +199,8 @@ func (u *Uploader) warnOrphanSpills() {
 	}
 }
 
-// Start launches one batcher per category and one worker per output. Outputs with spilled
-// batches from a previous run start by draining them. ctx is not kept.
+// Start launches every output's senders and spill writer. Outputs with spilled batches
+// from a previous run start by draining them. ctx is not kept.
 func (u *Uploader) Start(_ context.Context) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -191,42 +208,11 @@ func (u *Uploader) Start(_ context.Context) error {
 		return errors.New("io: Start: already started or stopped")
 	}
 	u.state = stateRunning
-	u.accepting.Store(true)
 	for _, w := range u.outputs {
-		u.workers.Add(1)
-		go func() {
-			defer u.workers.Done()
-			w.run()
-		}()
+		w.start()
 	}
-	for ci, c := range point.Categories {
-		bt := u.newBatcher(ci, c)
-		u.batchers.Add(1)
-		go func() {
-			defer u.batchers.Done()
-			bt.run()
-		}()
-	}
+	u.accepting.Store(true)
 	return nil
-}
-
-func (u *Uploader) newBatcher(ci int, c point.Category) *batcher {
-	routes := u.routes[ci]
-	return &batcher{
-		cat:       c,
-		queue:     u.queues[ci],
-		counters:  u.counters[ci],
-		codec:     u.codec,
-		maxPoints: u.cfg.BatchMaxPoints,
-		maxBytes:  u.cfg.BatchMaxBytes,
-		interval:  u.cfg.FlushInterval,
-		emit: func(b *batch) {
-			for _, w := range routes {
-				w.enqueue(b)
-			}
-		},
-		rejected: u.noteRejected,
-	}
 }
 
 // noteRejected keeps the latest invalid point's error for Stats and logs one example a
@@ -239,11 +225,21 @@ func (u *Uploader) noteRejected(err error) {
 	}
 }
 
-// Feed queues points for upload and returns once they are queued. It waits at most
-// feed_timeout (or until ctx ends) for room; what does not fit is dropped, counted and
-// reported with an error wrapping ErrQueueFull. Invalid points are not checked here: the
-// batcher rejects and counts them. The uploader keeps the points (not the slice): callers
-// must not modify them after Feed.
+// ErrQueueFull is returned (wrapped, with the number of dropped points) by Feed when the
+// memory budget (queue_max_mb) stayed in use for feed_timeout, or the caller's context ended
+// first, and points were dropped. Test it with errors.Is.
+var ErrQueueFull = errors.New("io: queue full, points dropped")
+
+// ErrNotRunning is returned by Feed before Start and after Stop; the points are dropped and
+// counted (reason not_running).
+var ErrNotRunning = errors.New("io: uploader not running, points dropped")
+
+// Feed validates and encodes points to line protocol in the calling goroutine and appends
+// them to the category's open batch; it returns once they are there. When the memory
+// budget (queue_max_mb) is spent it waits at most feed_timeout (or until ctx ends) for
+// room; what does not fit is dropped, counted and reported with an error wrapping
+// ErrQueueFull. Invalid points are counted and skipped, not an error. The uploader keeps
+// neither the points nor the slice: callers may reuse both once Feed returns.
 func (u *Uploader) Feed(ctx context.Context, cat point.Category, pts []*point.Point) error {
 	ci := categoryIndex(cat)
 	if ci < 0 {
@@ -262,32 +258,103 @@ func (u *Uploader) Feed(ctx context.Context, cat point.Category, pts []*point.Po
 		counters.dropped[dropNotRunning].Add(int64(len(pts)))
 		return fmt.Errorf("io: feed %s: %d points: %w", cat, len(pts), ErrNotRunning)
 	}
-	n, err := u.queues[ci].push(ctx, pts, u.cfg.FeedTimeout)
-	counters.in.Add(int64(n))
+	lost, err := u.feed(ctx, u.intakes[ci], pts)
+	counters.in.Add(int64(len(pts) - lost))
 	if err == nil {
 		return nil
 	}
-	lost := int64(len(pts) - n)
-	if errors.Is(err, errQueueClosed) {
-		counters.dropped[dropNotRunning].Add(lost)
+	if errors.Is(err, errBudgetClosed) {
+		counters.dropped[dropNotRunning].Add(int64(lost))
 		return fmt.Errorf("io: feed %s: %d points: %w", cat, lost, ErrNotRunning)
 	}
-	counters.dropped[dropQueueFull].Add(lost)
+	counters.dropped[dropQueueFull].Add(int64(lost))
 	err = fmt.Errorf("io: feed %s: %d of %d points dropped: %w", cat, lost, len(pts), err)
 	u.lastErr.set(err)
 	if ok, suppressed := u.feedLog.allow(); ok {
-		u.log.Warn("io: queue full, points dropped", "err", err, "suppressed", suppressed)
+		u.log.Warn("io: memory queue full, points dropped", "err", err, "suppressed", suppressed)
 	}
 	return err
+}
+
+// feedScratch is one Feed call's encoder and line index, pooled by the Uploader.
+type feedScratch struct {
+	enc   *point.Encoder
+	lines lines
+}
+
+// feedChunkBytes bounds a Feed call's encoded lines before they are committed, so a huge
+// call does not need a huge scratch buffer (and pooled scratch stays small).
+const feedChunkBytes = 256 << 10
+
+// feed encodes pts chunk by chunk and commits each chunk whole; lost counts the points that
+// were neither committed nor rejected as invalid.
+func (u *Uploader) feed(ctx context.Context, in *intake, pts []*point.Point) (lost int, err error) {
+	sc := u.scratch.Get().(*feedScratch)
+	defer u.putScratch(sc)
+	var timer *time.Timer // feed_timeout for the whole call, started on the first wait
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	deadline := func() <-chan time.Time {
+		if timer == nil {
+			timer = time.NewTimer(u.cfg.FeedTimeout)
+		}
+		return timer.C
+	}
+	for done := 0; done < len(pts); {
+		n := u.encodeChunk(sc, in.counters, pts[done:])
+		done += n
+		if err := in.commit(ctx, &sc.lines, deadline); err != nil {
+			return len(sc.lines.ends) + len(pts) - done, err
+		}
+	}
+	return 0, nil
+}
+
+// encodeChunk encodes points until about feedChunkBytes are encoded; it counts the invalid
+// ones and returns how many points it consumed.
+func (u *Uploader) encodeChunk(sc *feedScratch, counters *categoryCounters, pts []*point.Point) int {
+	sc.enc.Reset()
+	sc.lines.reset()
+	n := 0
+	for ; n < len(pts) && sc.enc.Len() < feedChunkBytes; n++ {
+		p := pts[n]
+		if p == nil {
+			counters.rejected[rejectNilPoint].Add(1)
+			counters.dropped[dropInvalid].Add(1)
+			continue
+		}
+		if err := sc.enc.Encode(p); err != nil {
+			counters.rejected[rejectReasonOf(err)].Add(1)
+			counters.dropped[dropInvalid].Add(1)
+			u.noteRejected(err)
+			continue
+		}
+		sc.lines.ends = append(sc.lines.ends, sc.enc.Len())
+	}
+	sc.lines.buf = sc.enc.Bytes()
+	return n
+}
+
+// putScratch pools a scratch unless one huge line grew it: pooled memory stays small.
+func (u *Uploader) putScratch(sc *feedScratch) {
+	if cap(sc.lines.buf) > 4*feedChunkBytes {
+		return
+	}
+	sc.lines.buf = nil
+	u.scratch.Put(sc)
 }
 
 func errUnknownCategory(cat point.Category) error {
 	return fmt.Errorf("unknown category %s", cat)
 }
 
-// Stop stops accepting points, turns the queues into batches, gives the outputs until
-// stop_timeout (or ctx's end, if sooner) to deliver them, spills what is left and returns
-// when every goroutine has exited. It is idempotent and safe before Start.
+// Stop stops accepting points, cuts the open batches, gives the outputs until
+// stop_timeout (or ctx's end, if sooner) to deliver what they hold (and what their spills
+// hold, while they accept it), spills what is left and returns when every goroutine has
+// exited. It is idempotent and safe before Start.
 func (u *Uploader) Stop(ctx context.Context) error {
 	u.stopOnce.Do(func() { u.stopError = u.stop(ctx) })
 	return u.stopError
@@ -302,17 +369,18 @@ func (u *Uploader) stop(ctx context.Context) error {
 	u.accepting.Store(false)
 	u.mu.Unlock()
 
-	for _, q := range u.queues {
-		q.close()
+	u.budget.close() // feeders waiting for room give up (not_running)
+	for _, in := range u.intakes {
+		in.close() // the last batches go to the outputs
 	}
 	if wasRunning {
-		// Batchers never wait on the network: this is encoding time (plus spill writes for
-		// outputs that are down), not delivery time.
-		u.batchers.Wait()
 		u.drainOutputs(ctx, deadline.C)
 	}
 	for _, w := range u.outputs {
 		w.cancel()
+		if err := w.spill.close(); err != nil {
+			u.log.Warn("io: spill: could not record delivery progress; the next run may send some batches again", "output", w.name, "err", err)
+		}
 	}
 	err := u.closeSenders()
 	if u.reg != nil {
@@ -322,15 +390,17 @@ func (u *Uploader) stop(ctx context.Context) error {
 	return err
 }
 
-// drainOutputs lets workers deliver their memory queues until the deadline, then cancels
-// them: in-flight requests abort and what is left goes to the spill.
+// drainOutputs lets outputs deliver until the deadline, then aborts them: in-flight
+// requests are cancelled and what is left goes to the spill.
 func (u *Uploader) drainOutputs(ctx context.Context, deadline <-chan time.Time) {
 	for _, w := range u.outputs {
-		close(w.draining)
+		w.beginStop()
 	}
 	done := make(chan struct{})
 	go func() {
-		u.workers.Wait()
+		for _, w := range u.outputs {
+			w.waitSenders()
+		}
 		close(done)
 	}()
 	select {
@@ -339,9 +409,12 @@ func (u *Uploader) drainOutputs(ctx context.Context, deadline <-chan time.Time) 
 	case <-ctx.Done():
 	}
 	for _, w := range u.outputs {
-		w.cancel()
+		w.abort()
 	}
 	<-done
+	for _, w := range u.outputs {
+		w.finish()
+	}
 }
 
 func (u *Uploader) closeSenders() error {

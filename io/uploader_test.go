@@ -47,74 +47,112 @@ func TestInvalidPointsCountedNeverSent(t *testing.T) {
 	}
 }
 
-func TestPointQueueBoundsAndWakesFeeders(t *testing.T) {
-	q := newPointQueue(10)
+// budgetWaiters is the length of the budget's line of waiting feeders.
+func budgetWaiters(b *byteBudget) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiters.Len()
+}
+
+func TestByteBudgetServesFeedersInOrder(t *testing.T) {
 	ctx := context.Background()
-	n, err := q.push(ctx, seqPoints("m", 0, 15), time.Millisecond)
-	if n != 10 || !errors.Is(err, ErrQueueFull) {
-		t.Fatalf("push 15 into 10: accepted %d, err %v", n, err)
+	never := func() <-chan time.Time { return nil }
+	fired := func() <-chan time.Time {
+		c := make(chan time.Time, 1)
+		c <- time.Now()
+		return c
 	}
-	done := make(chan int)
-	go func() {
-		n, _ := q.push(ctx, seqPoints("m", 10, 5), time.Hour)
-		done <- n
-	}()
-	got, _ := q.pop(nil, 5) // makes room: the waiting feeder must complete
-	if len(got) != 5 {
-		t.Fatalf("popped %d", len(got))
+	b := newByteBudget(100)
+	for _, n := range []int64{60, 30} {
+		if err := b.acquire(ctx, n, never); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if n := <-done; n != 5 {
-		t.Fatalf("waiting feeder accepted %d", n)
+	done := make(chan error, 2)
+	go func() { done <- b.acquire(ctx, 30, never) }() // does not fit: waits
+	waitFor(t, "the first feeder in line", func() bool { return budgetWaiters(b) == 1 })
+	go func() { done <- b.acquire(ctx, 5, never) }() // would fit, but must not pass the first
+	waitFor(t, "the second feeder in line", func() bool { return budgetWaiters(b) == 2 })
+	if used := b.inUse(); used != 90 {
+		t.Fatalf("in use %d: a later, smaller request passed an earlier one", used)
+	}
+	b.release(40) // makes room for both, in order
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("waiting feeder: %v", err)
+		}
+	}
+	if used := b.inUse(); used != 85 {
+		t.Fatalf("in use %d, want 85", used)
+	}
+	if err := b.acquire(ctx, 50, fired); !errors.Is(err, ErrQueueFull) || budgetWaiters(b) != 0 {
+		t.Fatalf("acquire past the deadline: %v (waiters %d)", err, budgetWaiters(b))
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := q.push(cancelled, seqPoints("m", 0, 1), time.Hour); !errors.Is(err, ErrQueueFull) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled push: %v", err)
+	if err := b.acquire(cancelled, 50, never); !errors.Is(err, ErrQueueFull) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled acquire: %v", err)
 	}
-	var all []int64
-	for {
-		pts, done := q.pop(nil, 3)
-		all = append(all, seqOf(t, pts)...)
-		if len(pts) == 0 {
-			if done {
-				t.Fatal("done before close")
-			}
-			break
-		}
+	// A feeder that gives up at the head of the line lets the next one through.
+	head, cancelHead := context.WithCancel(ctx)
+	go func() { done <- b.acquire(head, 50, never) }()
+	waitFor(t, "the head feeder", func() bool { return budgetWaiters(b) == 1 })
+	go func() { done <- b.acquire(ctx, 10, never) }()
+	waitFor(t, "the feeder behind it", func() bool { return budgetWaiters(b) == 2 })
+	cancelHead()
+	errs := []error{<-done, <-done}
+	if (errs[0] == nil) == (errs[1] == nil) || b.inUse() != 95 {
+		t.Fatalf("after the head gave up: %v, in use %d (want one granted, 95)", errs, b.inUse())
 	}
-	wantSeq(t, all, 5, 15)
-	q.close()
-	if _, err := q.push(ctx, seqPoints("m", 0, 1), time.Hour); !errors.Is(err, errQueueClosed) {
-		t.Fatalf("push after close: %v", err)
+	b.release(95)
+	if err := b.acquire(ctx, 500, never); err != nil {
+		t.Fatalf("a request larger than the budget must pass when nothing is held: %v", err)
 	}
-	if _, done := q.pop(nil, 1); !done {
-		t.Fatal("closed empty queue not done")
+	go func() { done <- b.acquire(ctx, 1, never) }()
+	waitFor(t, "a feeder waiting on close", func() bool { return budgetWaiters(b) == 1 })
+	b.close()
+	if err := <-done; !errors.Is(err, errBudgetClosed) {
+		t.Fatalf("waiter on close: %v", err)
+	}
+	if err := b.acquire(ctx, 1, never); !errors.Is(err, errBudgetClosed) {
+		t.Fatalf("acquire after close: %v", err)
 	}
 }
 
 func TestFeedReportsQueueFull(t *testing.T) {
 	s := newSink(t, nil)
 	cfg := testConfig(datawayOutput(s, "tkn_1"))
-	cfg.QueueMaxPoints = 5
+	cfg.QueueMaxMB = 1
 	cfg.FeedTimeout = time.Millisecond
 	u, err := New(cfg, t.TempDir(), testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Marked running without starting the batchers: the test plays a stalled batcher, so
-	// the queue stays full for certain and Feed must give up after feed_timeout.
+	// Marked running without starting the outputs: the test plays a stalled output whose
+	// spill writer does not run either, so the budget stays spent and Feed must give up
+	// after feed_timeout.
 	u.accepting.Store(true)
-	err = u.Feed(context.Background(), point.Metric, seqPoints("m", 0, 8))
+	const total = 800
+	pts := seqPoints("m", 0, total)
+	for _, p := range pts {
+		p.AddField(point.String("pad", strings.Repeat("x", 2000)))
+	}
+	err = u.Feed(context.Background(), point.Metric, pts)
 	if !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("Feed: %v, want ErrQueueFull", err)
 	}
-	if cs := categoryStats(u, point.Metric); cs.Dropped["queue_full"] != 3 || cs.PointsIn != 5 || cs.QueuePoints != 5 {
-		t.Fatalf("stats %+v", cs)
+	cs, st := categoryStats(u, point.Metric), u.Stats()
+	dropped := cs.Dropped["queue_full"]
+	if dropped == 0 || dropped+cs.PointsIn != total || cs.QueuePoints != cs.PointsIn {
+		t.Fatalf("stats %+v: want queue_full drops, the rest held", cs)
 	}
-	if !strings.Contains(u.Stats().LastError, "3 of 8 points dropped") {
+	if st.QueueBytes > st.QueueCapacityBytes || st.QueueCapacityBytes != 1<<20 || st.QueueBytes < 1<<19 {
+		t.Fatalf("queue bytes %d of %d: the budget must be (nearly) full and never exceeded", st.QueueBytes, st.QueueCapacityBytes)
+	}
+	if !strings.Contains(u.Stats().LastError, fmt.Sprintf("%d of %d points dropped", dropped, total)) {
 		t.Fatalf("last error %q", u.Stats().LastError)
 	}
-	// Back to "never started" so Stop does not wait for batchers that do not exist.
+	// Back to "never started" so Stop does not wait for outputs that never ran.
 	u.accepting.Store(false)
 	if err := u.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -249,7 +287,7 @@ func TestStatsAndMetricsAgree(t *testing.T) {
 		"apmkit_io_points_rejected_total{category=tracing,reason=no_fields}":               1,
 		"apmkit_io_points_dropped_total{category=tracing,output=,reason=invalid}":          1,
 		"apmkit_io_batches_sent_total{output=dataway}":                                     float64(outputStats(u, "dataway").BatchesSent),
-		"apmkit_io_queue_capacity_points{category=metric}":                                 100_000,
+		"apmkit_io_queue_capacity_bytes{}":                                                 16 << 20,
 		"apmkit_io_spill_batches{output=dataway}":                                          0,
 		"apmkit_io_points_dropped_total{category=tracing,output=dataway,reason=permanent}": 0,
 	}

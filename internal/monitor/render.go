@@ -245,7 +245,7 @@ func (r *renderer) io() {
 			continue // categories no input feeds (logging, object) are noise here
 		}
 		p, has := prevCat[cs.Category]
-		ct.add(cs.Category, fmt.Sprintf("%d/%d", cs.QueuePoints, cs.QueueCapacity), r.value(cs.PointsIn, p.PointsIn, has),
+		ct.add(cs.Category, fmt.Sprint(cs.QueuePoints), r.value(cs.PointsIn, p.PointsIn, has),
 			fmt.Sprint(rejected), fmt.Sprint(dropped))
 		losses = appendReasons(losses, cs.Category+" rejected", cs.Rejected)
 		losses = appendReasons(losses, cs.Category+" dropped", cs.Dropped)
