@@ -2,43 +2,17 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/apmkit/apmkit/config"
-	"github.com/apmkit/apmkit/internal/agent"
+	"github.com/apmkit/apmkit/internal/agent/agenttest"
 )
 
 // TestMonitorOnce runs `apmkit monitor --once` against an apmkit started in-process with
 // its API on a loopback port: exit 0 and a snapshot naming the input and its listener.
 func TestMonitorOnce(t *testing.T) {
-	cfg, err := config.Load(config.Options{ConfDir: t.TempDir(), DataDir: t.TempDir(), Environ: []string{
-		"ENV_DEFAULT_ENABLED_INPUTS=pinpoint",
-		"ENV_INPUT_PINPOINT_ADDRESS=127.0.0.1:0",
-		"ENV_INPUT_PINPOINT_STAT_ADDRESS=",
-		"ENV_INPUT_PINPOINT_SPAN_ADDRESS=",
-		"ENV_HTTP_LISTEN=127.0.0.1:0",
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = a.Stop(ctx)
-	}()
+	a := agenttest.Start(t)
 
 	var out, errOut bytes.Buffer
 	if code := run([]string{"monitor", "--once", "--addr", a.APIAddr()}, &out, &errOut); code != 0 {

@@ -6,7 +6,6 @@ import (
 	"go/parser"
 	"go/token"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,7 +18,7 @@ import (
 
 	"github.com/apmkit/apmkit/config"
 	"github.com/apmkit/apmkit/inputs/pinpoint/replay"
-	"github.com/apmkit/apmkit/internal/agent"
+	"github.com/apmkit/apmkit/internal/agent/agenttest"
 	"github.com/apmkit/apmkit/internal/monitor"
 )
 
@@ -97,29 +96,7 @@ var (
 // apmkit_* metric names /metrics exposes.
 func scrapeMetrics(t *testing.T) []string {
 	t.Helper()
-	cfg, err := config.Load(config.Options{ConfDir: t.TempDir(), DataDir: t.TempDir(), Environ: []string{
-		"ENV_DEFAULT_ENABLED_INPUTS=pinpoint",
-		"ENV_INPUT_PINPOINT_ADDRESS=127.0.0.1:0",
-		"ENV_INPUT_PINPOINT_STAT_ADDRESS=",
-		"ENV_INPUT_PINPOINT_SPAN_ADDRESS=",
-		"ENV_INPUT_PINPOINT_KEEP_RARE_RESOURCE=true",
-		"ENV_HTTP_LISTEN=127.0.0.1:0",
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = a.Stop(ctx)
-	}()
+	a := agenttest.Start(t, "ENV_INPUT_PINPOINT_KEEP_RARE_RESOURCE=true")
 	client := &http.Client{Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
 	snap, err := monitor.Fetch(context.Background(), client, a.APIAddr())

@@ -3,57 +3,26 @@ package monitor
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/apmkit/apmkit/config"
 	_ "github.com/apmkit/apmkit/inputs/all"
 	"github.com/apmkit/apmkit/inputs/pinpoint/replay"
-	"github.com/apmkit/apmkit/internal/agent"
+	"github.com/apmkit/apmkit/internal/agent/agenttest"
 )
 
 // startAgent runs a real apmkit in-process: the Pinpoint input on three loopback ports and
 // the HTTP API, configured through the environment as a container would be.
 func startAgent(t *testing.T) (api string) {
 	t.Helper()
-	cfg, err := config.Load(config.Options{
-		ConfDir: t.TempDir(),
-		DataDir: t.TempDir(),
-		Environ: []string{
-			"ENV_DEFAULT_ENABLED_INPUTS=pinpoint",
-			"ENV_INPUT_PINPOINT_ADDRESS=127.0.0.1:0",
-			"ENV_INPUT_PINPOINT_STAT_ADDRESS=127.0.0.1:0",
-			"ENV_INPUT_PINPOINT_SPAN_ADDRESS=127.0.0.1:0",
-			"ENV_HTTP_LISTEN=127.0.0.1:0",
-			"ENV_HOSTNAME=monitor-test",
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := a.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	if a.APIAddr() == "" {
-		t.Fatal("the HTTP API did not start")
-	}
-	return a.APIAddr()
+	return agenttest.Start(t,
+		"ENV_INPUT_PINPOINT_STAT_ADDRESS=127.0.0.1:0",
+		"ENV_INPUT_PINPOINT_SPAN_ADDRESS=127.0.0.1:0",
+		"ENV_HOSTNAME=monitor-test",
+	).APIAddr()
 }
 
 func fetch(t *testing.T, client *http.Client, api string) *Snapshot {
