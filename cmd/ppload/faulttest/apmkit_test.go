@@ -57,6 +57,16 @@ var uploaderModel struct {
 // write them to the spill; they are off the memory queue but not yet on disk.
 const spillGroup = 16
 
+// memoryQueueBound is the most batches the output's memory queue can show: queue_max_batches
+// starts the spill writer, and while it writes a group, up to a group's worth of new batches
+// can arrive before it takes the next one.
+func (c ioConf) memoryQueueBound() int {
+	if uploaderModel.bytes {
+		return c.QueueBatches + spillGroup
+	}
+	return c.QueueBatches
+}
+
 // memoryBatches is the most batches of an output the uploader holds in memory: the
 // memory queue, those in flight, those being written to the spill, and the open one.
 func (c ioConf) memoryBatches() int {

@@ -142,13 +142,12 @@ func (r resources) String() string {
 
 // churnRun is ppchurn as a subprocess in -pause mode.
 type churnRun struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	out    string
-	log    string
-	stdin  io.WriteCloser
-	warm   chan struct{} // ppchurn printed "warm": the warm-up is over
-	exited chan struct{}
+	t *testing.T
+	child
+	out   string
+	log   string
+	stdin io.WriteCloser
+	warm  chan struct{} // ppchurn printed "warm": the warm-up is over
 }
 
 // startChurn starts ppchurn: churnAgents agents, a warm-up session each, then (after
@@ -156,7 +155,7 @@ type churnRun struct {
 func startChurn(t *testing.T, addr string) *churnRun {
 	t.Helper()
 	dir := t.TempDir()
-	r := &churnRun{t: t, out: filepath.Join(dir, "churn.json"), log: filepath.Join(dir, "ppchurn.log"), warm: make(chan struct{}), exited: make(chan struct{})}
+	r := &churnRun{t: t, out: filepath.Join(dir, "churn.json"), log: filepath.Join(dir, "ppchurn.log"), warm: make(chan struct{})}
 	r.cmd = exec.Command(bins["ppchurn"], "-addr", addr, "-agents", strconv.Itoa(churnAgents),
 		"-sessions", strconv.Itoa(churnSessions), "-run-id", "churn", "-out", r.out, "-limit", "4m", "-pause")
 	logf, err := os.Create(r.log)
@@ -174,33 +173,14 @@ func startChurn(t *testing.T, addr string) *churnRun {
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		// Wait must come after stdout is read to its end.
+	r.child = watch(t, r.cmd, logf, func() {
 		br := bufio.NewReader(stdout)
 		if line, err := br.ReadString('\n'); err == nil && strings.TrimSpace(line) == "warm" {
 			close(r.warm)
 		}
 		_, _ = io.Copy(io.Discard, br)
-		_ = r.cmd.Wait()
-		logf.Close()
-		close(r.exited)
-	}()
-	t.Cleanup(func() {
-		if r.running() {
-			_ = r.cmd.Process.Kill() // our own child, by its pid
-			<-r.exited
-		}
 	})
 	return r
-}
-
-func (r *churnRun) running() bool {
-	select {
-	case <-r.exited:
-		return false
-	default:
-		return true
-	}
 }
 
 // waitWarm waits until every agent ran its warm-up session.

@@ -3,6 +3,8 @@ package faulttest
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -170,3 +172,39 @@ func tracingDropped(m promSet) map[string]float64 {
 }
 
 func mib(kb int64) float64 { return float64(kb) / 1024 }
+
+// child is a subprocess a test owns: it is killed at cleanup if still running.
+type child struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// watch waits for a started cmd in the background: drain (may be nil) runs first, since
+// reading a pipe to its end must come before Wait; logf is closed once it exited.
+func watch(t *testing.T, cmd *exec.Cmd, logf *os.File, drain func()) child {
+	c := child{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		if drain != nil {
+			drain()
+		}
+		_ = cmd.Wait()
+		logf.Close()
+		close(c.exited)
+	}()
+	t.Cleanup(func() {
+		if c.running() {
+			_ = cmd.Process.Kill() // our own child, by its pid
+			<-c.exited
+		}
+	})
+	return c
+}
+
+func (c child) running() bool {
+	select {
+	case <-c.exited:
+		return false
+	default:
+		return true
+	}
+}

@@ -38,7 +38,7 @@ func TestSlowOutput(t *testing.T) {
 		n := m.sum("apmkit_pinpoint_connected_agents")
 		return n == wantConnected, fmt.Sprintf("%v of %v connected", n, wantConnected)
 	})
-	// Sample the output's memory queue while ppload runs; its bound is queue_max_batches.
+	// Sample the output's memory queue while ppload runs; see memoryQueueBound.
 	for pp.running() {
 		maxMemory = max(maxMemory, ap.metrics().sum("apmkit_io_output_queue_batches"))
 		time.Sleep(200 * time.Millisecond)
@@ -58,8 +58,8 @@ func TestSlowOutput(t *testing.T) {
 	if snap.Pings == 0 || sum.Messages["PPing"] <= pploadAgents {
 		t.Errorf("pings answered: %d on the test's sessions, %d on ppload's; want several per session", snap.Pings, sum.Messages["PPing"])
 	}
-	if spilled := m.sum("apmkit_io_spilled_batches_total"); spilled == 0 || maxMemory > float64(c.QueueBatches) {
-		t.Errorf("output memory queue peaked at %v batches (bound %d), %v batches spilled: the slow output was not absorbed as designed", maxMemory, c.QueueBatches, spilled)
+	if spilled := m.sum("apmkit_io_spilled_batches_total"); spilled == 0 || maxMemory > float64(c.memoryQueueBound()) {
+		t.Errorf("output memory queue peaked at %v batches (bound %d), %v batches spilled: the slow output was not absorbed as designed", maxMemory, c.memoryQueueBound(), spilled)
 	}
 	boundKB := memoryBoundKB(baseKB, c)
 	t.Logf("slow output: RSS %.1f MiB idle, peak %.1f MiB (bound %.1f); output memory queue peak %v batches; %v spilled; pings %d + %d; ppload %d spans",
@@ -91,11 +91,10 @@ func TestSlowOutput(t *testing.T) {
 
 // pploadRun is ppload as a subprocess.
 type pploadRun struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	out    bytes.Buffer
-	log    string
-	exited chan struct{}
+	t *testing.T
+	child
+	out bytes.Buffer
+	log string
 }
 
 // pploadSummary is the part of ppload's JSON summary the tests read.
@@ -110,7 +109,7 @@ type pploadSummary struct {
 
 func startPpload(t *testing.T, addr string, args ...string) *pploadRun {
 	t.Helper()
-	r := &pploadRun{t: t, log: filepath.Join(t.TempDir(), "ppload.log"), exited: make(chan struct{})}
+	r := &pploadRun{t: t, log: filepath.Join(t.TempDir(), "ppload.log")}
 	logf, err := os.Create(r.log)
 	if err != nil {
 		t.Fatal(err)
@@ -120,27 +119,8 @@ func startPpload(t *testing.T, addr string, args ...string) *pploadRun {
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		_ = r.cmd.Wait()
-		logf.Close()
-		close(r.exited)
-	}()
-	t.Cleanup(func() {
-		if r.running() {
-			_ = r.cmd.Process.Kill() // our own child, by its pid
-			<-r.exited
-		}
-	})
+	r.child = watch(t, r.cmd, logf, nil)
 	return r
-}
-
-func (r *pploadRun) running() bool {
-	select {
-	case <-r.exited:
-		return false
-	default:
-		return true
-	}
 }
 
 // wait waits for ppload's end (bounded) and parses its summary line.
