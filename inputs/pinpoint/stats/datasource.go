@@ -1,16 +1,20 @@
 package stats
 
 import (
+	"strconv"
+
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 )
 
 const (
-	dataSourceTagCap   = 7 // see dataSourcePoints
+	dataSourceTagCap   = 8 // see dataSourcePoints
 	dataSourceFieldCap = 2
 )
 
 // dataSourcePoints adds one pinpoint_datasource point per connection pool of the sample
-// (Java only; the Go agent sends none), timestamped like the sample.
+// (Java only; the Go agent sends none), timestamped like the sample. pool_id (the agent's
+// id of the pool) keeps two pools of one URL, database and type apart: without it they are
+// one series and overwrite each other at every sample.
 func (c *Converter) dataSourcePoints(slab *pointSlab, urls *urlMemo, agent *agentTags, s *pb.PAgentStat, ts int64, skipped *Skipped) {
 	for _, ds := range s.GetDataSourceList().GetDataSource() {
 		if ds == nil {
@@ -22,6 +26,7 @@ func (c *Converter) dataSourcePoints(slab *pointSlab, urls *urlMemo, agent *agen
 		tags = appendTag(tags, "agent_name", agent.agentName)
 		tags = appendTag(tags, "database_name", ds.GetDatabaseName())
 		tags = appendTag(tags, "host", agent.hostname)
+		tags = appendTag(tags, "pool_id", strconv.Itoa(int(ds.GetId())))
 		tags = appendTag(tags, "service", agent.service)
 		if code := ds.GetServiceTypeCode(); code != 0 { // 0: not sent (no Pinpoint type has it)
 			tags = appendTag(tags, "service_type", c.types.Type(code).Name)

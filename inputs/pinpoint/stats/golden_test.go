@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -64,8 +65,8 @@ func TestJavaStatBatch(t *testing.T) {
 	assertNothingSkipped(t, skipped)
 	assertLines(t, pts, `
 pinpoint_jvm,agentVersion=3.0.1,agent_id=order-api-01,agent_name=order-api-01,container=false,host=web-1,hostname=web-1,ip=10.0.0.5,jvm_gc_type=G1,pid=4242,ports=8080,service=order-api CollectInterval=10000i,JvmMemoryHeapUsed=268435456i,JvmMemoryHeapMax=1073741824i,JvmMemoryNonHeapUsed=134217728i,JvmGcOldCount=3i,JvmGcOldTime=120i,GcNewCount=42i,GcNewTime=310i,PoolCodeCacheUsed=0.25,PoolNewGenUsed=0.5,PoolOldGenUsed=0.125,PoolSurvivorSpaceUsed=0.75,PoolMetaspaceUsed=0.375,JvmCpuLoad=0.125,TransactionSampledNew=10i,TransactionSampledContinuation=20i,TransactionUnsampledNew=0i,TransactionUnsampledContinuation=1i,TransactionSkippedNew=2i,TransactionSkippedContinuation=3i,ActiveTraceFast=1i,ActiveTraceNormal=2i,ActiveTraceSlow=3i,ActiveTraceVerySlow=4i,ResponseTimeAvg=15i,ResponseTimeMax=230i,OpenFileDescriptorCount=120i,DirectCount=5i,DirectMemoryUsed=1048576i,MappedMemoryUsed=0i,TotalThreadCount=57i,LoadedClassCount=12000i,UnloadedClassCount=7i,DeadlockCount=0i 1700000010000000000
-pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,database_name=orders,host=web-1,service=order-api,service_type=HIKARICP,url=jdbc:mysql://db1:3306/orders?useSSL\=false ActiveConnectionSize=4i,MaxConnectionSize=20i 1700000010000000000
-pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,database_name=orcl,host=web-1,service=order-api,service_type=DBCP,url=jdbc:oracle:thin:@ora1:1521:orcl ActiveConnectionSize=0i 1700000010000000000
+pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,database_name=orders,host=web-1,pool_id=1,service=order-api,service_type=HIKARICP,url=jdbc:mysql://db1:3306/orders?useSSL\=false ActiveConnectionSize=4i,MaxConnectionSize=20i 1700000010000000000
+pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,database_name=orcl,host=web-1,pool_id=2,service=order-api,service_type=DBCP,url=jdbc:oracle:thin:@ora1:1521:orcl ActiveConnectionSize=0i 1700000010000000000
 pinpoint_jvm,agentVersion=3.0.1,agent_id=order-api-01,agent_name=order-api-01,container=false,host=web-1,hostname=web-1,ip=10.0.0.5,jvm_gc_type=G1,pid=4242,ports=8080,service=order-api CollectInterval=10000i,JvmMemoryHeapUsed=300000000i,JvmMemoryHeapMax=1073741824i,JvmMemoryNonHeapUsed=140000000i,JvmGcOldCount=3i,JvmGcOldTime=120i,SystemCpuLoad=0.5 1700000020000000000
 `)
 }
@@ -221,7 +222,23 @@ func TestDataSourceSparse(t *testing.T) {
 		t.Errorf("skipped %s, want no_values=1", skipped)
 	}
 	assertLines(t, pts, `
-pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,service=order-api ActiveConnectionSize=1i,MaxConnectionSize=8i 1700000010000000000
+pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,pool_id=7,service=order-api ActiveConnectionSize=1i,MaxConnectionSize=8i 1700000010000000000
+`)
+}
+
+// Two pools of one URL, database and type (a read and a write pool, say) are two series:
+// without pool_id InfluxDB would keep one of them per sample.
+func TestDataSourcePoolsOfOneURL(t *testing.T) {
+	pool := func(id, active int32) *pb.PDataSource {
+		return &pb.PDataSource{Id: id, ServiceTypeCode: 6052, DatabaseName: "d", Url: "jdbc:postgresql://pg1/d", ActiveConnectionSize: active}
+	}
+	pts, _ := NewConverter(nil, nil).Stat(javaSender, batchMessage(&pb.PAgentStat{
+		Timestamp:      1700000010000,
+		DataSourceList: &pb.PDataSourceList{DataSource: []*pb.PDataSource{pool(1, 3), pool(2, 5)}},
+	}))
+	assertLines(t, pts, `
+pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,database_name=d,pool_id=1,service=order-api,service_type=DBCP2,url=jdbc:postgresql://pg1/d ActiveConnectionSize=3i,MaxConnectionSize=0i 1700000010000000000
+pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,database_name=d,pool_id=2,service=order-api,service_type=DBCP2,url=jdbc:postgresql://pg1/d ActiveConnectionSize=5i,MaxConnectionSize=0i 1700000010000000000
 `)
 }
 
@@ -229,9 +246,9 @@ pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,service=order-
 func TestManyDataSources(t *testing.T) {
 	sample := func(ts int64) *pb.PAgentStat {
 		s := &pb.PAgentStat{Timestamp: ts, DataSourceList: &pb.PDataSourceList{}}
-		for _, db := range []string{"a", "b", "c", "d", "e", "f"} {
+		for i, db := range []string{"a", "b", "c", "d", "e", "f"} {
 			s.DataSourceList.DataSource = append(s.DataSourceList.DataSource, &pb.PDataSource{
-				ServiceTypeCode: 6052, DatabaseName: db, MaxConnectionSize: 8,
+				Id: int32(i + 1), ServiceTypeCode: 6052, DatabaseName: db, MaxConnectionSize: 8,
 				Url: "jdbc:postgresql://pg1/" + db + "?user=u&password=p",
 			})
 		}
@@ -240,9 +257,9 @@ func TestManyDataSources(t *testing.T) {
 	pts, _ := NewConverter(nil, nil).Stat(javaSender, batchMessage(sample(1700000010000), sample(1700000020000)))
 	var want string
 	for _, ts := range []string{"1700000010000000000", "1700000020000000000"} {
-		for _, db := range []string{"a", "b", "c", "d", "e", "f"} {
+		for i, db := range []string{"a", "b", "c", "d", "e", "f"} {
 			want += "pinpoint_datasource,agent_id=order-api-01,agent_name=order-api-01,database_name=" + db +
-				",service=order-api,service_type=DBCP2,url=jdbc:postgresql://pg1/" + db +
+				",pool_id=" + strconv.Itoa(i+1) + ",service=order-api,service_type=DBCP2,url=jdbc:postgresql://pg1/" + db +
 				" ActiveConnectionSize=0i,MaxConnectionSize=8i " + ts + "\n"
 		}
 	}

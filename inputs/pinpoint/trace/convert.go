@@ -109,11 +109,12 @@ func (b *batch) reset(n, arenaBytes int) {
 	b.arena = arena{b: make([]byte, 0, arenaBytes)}
 }
 
-// next starts a point; finish must follow before the next one starts.
-func (b *batch) next(startMs int64) *point.Point {
+// next starts a point at offsetNs inside its start millisecond (rowtime.go); finish must
+// follow before the next one starts.
+func (b *batch) next(startMs, offsetNs int64) *point.Point {
 	p := &b.points[len(b.ptrs)]
 	p.Name = Measurement
-	p.Time = startMs * nsPerMs
+	p.Time = startMs*nsPerMs + offsetNs
 	p.Tags, p.Fields = b.tags, b.fields
 	b.ptrs = append(b.ptrs, p)
 	return p
@@ -158,6 +159,7 @@ func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
 type common struct {
 	tags    tagSet
 	traceID string
+	rows    rowOffsets
 }
 
 // convert turns a unit into points. Names that cannot be resolved are written as
@@ -180,7 +182,7 @@ func (c *converter) convert(u *unit) []*point.Point {
 		perPoint += arenaPerMessage
 	}
 	c.b.reset(n, n*perPoint)
-	com := common{traceID: u.key.traceID(), tags: tagSet{
+	com := common{traceID: u.key.traceID(), rows: newRowOffsets(u.key), tags: tagSet{
 		agentID: point.CleanTagValue(u.sender.AgentID), agentName: point.CleanTagValue(u.sender.AgentName),
 		host: point.CleanTagValue(host), service: point.CleanTagValue(u.sender.ApplicationName),
 	}}
@@ -199,7 +201,7 @@ func (c *converter) convert(u *unit) []*point.Point {
 // entry converts the Pinpoint span itself.
 func (c *converter) entry(s *pb.PSpan, com *common) {
 	b := &c.b
-	p := b.next(s.GetStartTime())
+	p := b.next(s.GetStartTime(), com.rows.entry())
 	st := c.serviceType(s.GetServiceType())
 	ann := c.scanAnnotations(s.GetAnnotation())
 	full, short := c.apiName(s.GetApiId(), &ann, st.name)
@@ -233,7 +235,7 @@ func (c *converter) entry(s *pb.PSpan, com *common) {
 func (c *converter) event(e *event, com *common) {
 	b := &c.b
 	ev := e.ev
-	p := b.next(e.start)
+	p := b.next(e.start, com.rows.event(e.seq))
 	st := c.serviceType(ev.GetServiceType())
 	ann := c.scanAnnotations(ev.GetAnnotation())
 	full, short := c.apiName(ev.GetApiId(), &ann, st.name)
