@@ -2,7 +2,6 @@ package pinpoint
 
 import (
 	"context"
-	"time"
 
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
@@ -32,5 +31,5 @@ func (s *statSink) ConsumeStat(ctx context.Context, sender *meta.Sender, msg *pb
 }
 
 func (s *statSink) ConsumeAgentInfo(ctx context.Context, sender *meta.Sender, info *pb.PAgentInfo) error {
-	return s.feed(ctx, point.Metric, []*point.Point{s.conv.AgentInfo(sender, info, time.Now())})
+	return s.feed(ctx, point.Metric, []*point.Point{s.conv.AgentInfo(sender, info)})
 }

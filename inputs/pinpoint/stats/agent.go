@@ -16,20 +16,23 @@ const (
 )
 
 // AgentInfo converts a PAgentInfo into a pinpoint_agent point: an agent start, or an agent
-// end when endTimestamp > 0 (then end_timestamp and end_status are set). The point is
-// timestamped with received, the time apmkit got the info (PAgentInfo carries no time of
-// its own besides the end; the start time is the start_time field); a zero received means
-// now. It returns nil only when sender is nil: without it the point would name no agent.
-func (c *Converter) AgentInfo(sender *meta.Sender, info *pb.PAgentInfo, received time.Time) *point.Point {
+// end when endTimestamp > 0 (then end_timestamp and end_status are set). A start is
+// timestamped with the agent run's start time (the `starttime` header), an end with its end
+// time, never with the time apmkit got the info: agents send the same info again on every
+// reconnect, and it must land on the run's one row (InfluxDB keeps one per series and
+// time), not add a row per reconnect, restart or replica. It returns nil only when sender
+// is nil: without it the point would name no agent.
+func (c *Converter) AgentInfo(sender *meta.Sender, info *pb.PAgentInfo) *point.Point {
 	if sender == nil {
 		return nil
 	}
-	if received.IsZero() {
-		received = time.Now()
+	at := sender.StartTime
+	if end := info.GetEndTimestamp(); end > 0 {
+		at = end
 	}
 	p := &point.Point{
 		Name:   MeasurementAgent,
-		Time:   received.UnixNano(),
+		Time:   at * int64(time.Millisecond),
 		Tags:   make([]point.Tag, 0, agentTagCap),
 		Fields: make([]point.Field, 0, agentFieldCap),
 	}

@@ -3,7 +3,6 @@ package stats
 import (
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
@@ -184,29 +183,27 @@ func TestEmptyURIStat(t *testing.T) {
 
 func TestAgentInfo(t *testing.T) {
 	c := NewConverter(nil, nil)
-	received := time.Unix(1700000001, 500).UTC()
-
-	start := c.AgentInfo(javaSender, javaAgentInfo(), received)
+	start := c.AgentInfo(javaSender, javaAgentInfo())
 	end := javaAgentInfo()
 	end.EndTimestamp, end.EndStatus = 1700000099000, 1
-	stop := c.AgentInfo(javaSender, end, received.Add(time.Second))
-	goStart := c.AgentInfo(goSender, goAgentInfo(), received)
+	stop := c.AgentInfo(javaSender, end)
+	goStart := c.AgentInfo(goSender, goAgentInfo())
 
 	assertLines(t, []*point.Point{start, stop, goStart}, `
-pinpoint_agent,agentVersion=3.0.1,agent_id=order-api-01,agent_name=order-api-01,container=false,host=web-1,hostname=web-1,ip=10.0.0.5,service=order-api,service_type=TOMCAT,vm_version=17.0.9 start_time=1700000000000i,pid=4242i,ports="8080",server_info="Apache Tomcat/9.0.80",jvm_gc_type="G1" 1700000001000000500
-pinpoint_agent,agentVersion=3.0.1,agent_id=order-api-01,agent_name=order-api-01,container=false,host=web-1,hostname=web-1,ip=10.0.0.5,service=order-api,service_type=TOMCAT,vm_version=17.0.9 start_time=1700000000000i,pid=4242i,ports="8080",server_info="Apache Tomcat/9.0.80",jvm_gc_type="G1",end_timestamp=1700000099000i,end_status=1i 1700000002000000500
-pinpoint_agent,agentVersion=1.5.0,agent_id=backend-01,agent_name=backend-01,container=true,host=vm,hostname=vm,ip=192.0.2.2,service=backend,service_type=GO,vm_version=go1.26.8 start_time=1795417161952i,pid=4480i,server_info="Go Application",jvm_gc_type="CMS" 1700000001000000500
+pinpoint_agent,agentVersion=3.0.1,agent_id=order-api-01,agent_name=order-api-01,container=false,host=web-1,hostname=web-1,ip=10.0.0.5,service=order-api,service_type=TOMCAT,vm_version=17.0.9 start_time=1700000000000i,pid=4242i,ports="8080",server_info="Apache Tomcat/9.0.80",jvm_gc_type="G1" 1700000000000000000
+pinpoint_agent,agentVersion=3.0.1,agent_id=order-api-01,agent_name=order-api-01,container=false,host=web-1,hostname=web-1,ip=10.0.0.5,service=order-api,service_type=TOMCAT,vm_version=17.0.9 start_time=1700000000000i,pid=4242i,ports="8080",server_info="Apache Tomcat/9.0.80",jvm_gc_type="G1",end_timestamp=1700000099000i,end_status=1i 1700000099000000000
+pinpoint_agent,agentVersion=1.5.0,agent_id=backend-01,agent_name=backend-01,container=true,host=vm,hostname=vm,ip=192.0.2.2,service=backend,service_type=GO,vm_version=go1.26.8 start_time=1795417161952i,pid=4480i,server_info="Go Application",jvm_gc_type="CMS" 1795417161952000000
 `)
 }
 
 // An agent info without serviceType falls back to the header's; without jvmInfo and
 // vmVersion those tags and fields are absent rather than empty.
 func TestAgentInfoSparse(t *testing.T) {
-	p := NewConverter(nil, nil).AgentInfo(goSender, &pb.PAgentInfo{Hostname: "vm"}, time.Unix(0, 1795417162000000000))
+	p := NewConverter(nil, nil).AgentInfo(goSender, &pb.PAgentInfo{Hostname: "vm"})
 	assertLines(t, []*point.Point{p}, `
-pinpoint_agent,agent_id=backend-01,agent_name=backend-01,container=false,host=vm,hostname=vm,service=backend,service_type=GO start_time=1795417161952i 1795417162000000000
+pinpoint_agent,agent_id=backend-01,agent_name=backend-01,container=false,host=vm,hostname=vm,service=backend,service_type=GO start_time=1795417161952i 1795417161952000000
 `)
-	if NewConverter(nil, nil).AgentInfo(nil, goAgentInfo(), time.Now()) != nil {
+	if NewConverter(nil, nil).AgentInfo(nil, goAgentInfo()) != nil {
 		t.Error("AgentInfo without a sender must return nil")
 	}
 }
