@@ -44,6 +44,9 @@ type OutputConfig struct {
 	Bucket          string `toml:"bucket" doc:"influxdb2: bucket."`
 	Token           string `toml:"token" doc:"influxdb2: API token (masked by 'apmkit config')."`
 
+	// SkipDatabaseCreation is for users without admin rights: CREATE DATABASE needs them.
+	SkipDatabaseCreation bool `toml:"skip_database_creation" doc:"influxdb: do not send CREATE DATABASE (at start, and when a write says the database is missing), which needs admin rights; the database must then exist. Until it does, batches are kept in the disk spill and an ERROR is logged."`
+
 	Dir       string `toml:"dir" doc:"file: folder for the .lp files. Default DATA_DIR/out."`
 	MaxFileMB int    `toml:"max_file_mb" doc:"file: start a new file when the current one would grow beyond this size. Default 64."`
 	MaxFiles  int    `toml:"max_files" doc:"file: files kept per category, the one being written included; the oldest is deleted. Default 10."`

@@ -18,6 +18,8 @@ const (
 	dropInvalid                        // the point failed point.Validate (details in rejected)
 	dropNoOutput                       // no output takes this category
 	dropPermanent                      // the output answered with a permanent error (4xx)
+	dropMalformed                      // a line the output refused as malformed (400, partial write)
+	dropTooLarge                       // a single line larger than the output accepts (413)
 	dropSpillFull                      // evicted from a spill at capacity_mb, oldest first
 	dropSpillError                     // the spill could not be written (disk full, permissions)
 	dropSpillCorrupt                   // a spilled batch could not be read back
@@ -36,6 +38,10 @@ func (r dropReason) String() string {
 		return "no_output"
 	case dropPermanent:
 		return "permanent"
+	case dropMalformed:
+		return "malformed"
+	case dropTooLarge:
+		return "too_large"
 	case dropSpillFull:
 		return "spill_full"
 	case dropSpillError:
@@ -133,6 +139,28 @@ type outputCounters struct {
 	permanentErrors atomic.Int64
 	spilledBatches  atomic.Int64
 	lastErr         lastError
+	health          atomic.Int32 // an outputHealth
+}
+
+// outputHealth is what the output's last delivery attempt said about it, for Stats and
+// /metrics: a failing output keeps its batches (memory, then spill) until it is back.
+type outputHealth int32
+
+const (
+	healthOK          outputHealth = iota // the last attempt was delivered (or none yet)
+	healthFailing                         // network error, timeout, 408, 429, 5xx: retried
+	healthConfigError                     // 401, 403, database or bucket not found: fix the config
+	numHealths
+)
+
+func (h outputHealth) String() string {
+	switch h {
+	case healthFailing:
+		return "failing"
+	case healthConfigError:
+		return "config_error"
+	}
+	return "ok"
 }
 
 type outputCategoryCounters struct {

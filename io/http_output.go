@@ -30,6 +30,9 @@ type httpSender struct {
 	client    *http.Client
 	transport *http.Transport
 	extra     string // shown by describe, e.g. "db=apm"
+	// createDB is InfluxDB 1.x's CREATE DATABASE; nil for the other types and with
+	// skip_database_creation.
+	createDB *databaseCreator
 }
 
 // userAgent is apmkit/<version>; the OS and architecture follow as a comment, as DataKit
@@ -110,6 +113,9 @@ func newInfluxDBSender(cfg OutputConfig) (*httpSender, error) {
 	}
 	s.extra = "db=" + cfg.Database
 	s.applyUserHeaders(cfg.Headers)
+	if !cfg.SkipDatabaseCreation {
+		s.createDB = newDatabaseCreator(cfg)
+	}
 	return s, nil
 }
 
@@ -148,7 +154,29 @@ func newInfluxSender(kind string, cfg OutputConfig, path string, params url.Valu
 	return s, nil
 }
 
+// send posts the batch. When InfluxDB 1.x says the database does not exist, it creates it
+// (unless skip_database_creation) and posts again: the user may have dropped it, or it
+// could not be created at start.
 func (s *httpSender) send(ctx context.Context, b *batch) (int, error) {
+	n, err := s.post(ctx, b)
+	if s.createDB == nil || !missingDatabase(err) {
+		return n, err
+	}
+	if cerr := s.createDB.create(ctx, s); cerr != nil {
+		return 0, withCreateFailure(err, cerr)
+	}
+	return s.post(ctx, b)
+}
+
+// prepare sets the destination up before the first batch: InfluxDB 1.x's database.
+func (s *httpSender) prepare(ctx context.Context) error {
+	if s.createDB == nil {
+		return nil
+	}
+	return s.createDB.create(ctx, s)
+}
+
+func (s *httpSender) post(ctx context.Context, b *batch) (int, error) {
 	var body []byte
 	var err error
 	if s.gzip {
@@ -161,28 +189,32 @@ func (s *httpSender) send(ctx context.Context, b *batch) (int, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoints[b.cat], bytes.NewReader(body))
 	if err != nil {
-		return 0, &sendError{permanent: true, msg: fmt.Sprintf("POST %s: %v", s.masked, err)}
+		return 0, &sendError{class: classPermanent, msg: fmt.Sprintf("POST %s: %v", s.masked, err)}
 	}
 	req.Header = s.header.Clone()
 	if s.xPoints {
 		req.Header.Set("X-Points", strconv.Itoa(b.points))
 	}
+	if err := s.do(req); err != nil {
+		return 0, err
+	}
+	return len(body), nil
+}
+
+// do sends a request and classifies a failure; the body of a 2xx answer is drained.
+func (s *httpSender) do(req *http.Request) error {
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, networkError(err, s.masked)
+		return networkError(err, s.masked)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		drain(resp.Body)
-		return len(body), nil
+		return nil
 	}
-	snippet, _ := stdio.ReadAll(stdio.LimitReader(resp.Body, 1024))
+	body, _ := stdio.ReadAll(stdio.LimitReader(resp.Body, 1024))
 	drain(resp.Body)
-	text := snippetOf(snippet)
-	if ie := resp.Header.Get("X-Influxdb-Error"); ie != "" && text == "" {
-		text = snippetOf([]byte(ie))
-	}
-	return 0, statusError(resp, text, time.Now())
+	return statusError(resp, serverMessage(body, resp.Header), time.Now())
 }
 
 // drain reads a little of what is left so the connection can be reused.

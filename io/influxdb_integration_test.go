@@ -1,213 +1,18 @@
 package io
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	stdio "io"
-	"net"
-	"net/http"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/apmkit/apmkit/internal/influxtest"
 	"github.com/apmkit/apmkit/point"
 )
 
-// influxServer is a real influxd (InfluxDB 1.x) on loopback ports with its data in a temp dir.
-type influxServer struct {
-	url    string
-	client *http.Client
-}
-
-// startInfluxDB runs influxd for the test. Without influxd the test is skipped, except in CI
-// (CI=true), where a missing server must fail the build rather than silently skip.
-func startInfluxDB(t *testing.T) *influxServer {
-	t.Helper()
-	bin, err := exec.LookPath("influxd")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("influxd not found: install the Debian package `influxdb` (apt-get install influxdb) to run the InfluxDB integration test")
-		}
-		t.Skip("influxd not found (install the Debian package `influxdb`); skipping the InfluxDB integration test")
-	}
-	dir := t.TempDir()
-	httpAddr, rpcAddr := freeLoopbackAddr(t), freeLoopbackAddr(t)
-	conf := filepath.Join(dir, "influxdb.conf")
-	if err := os.WriteFile(conf, []byte(influxConfig(dir, httpAddr, rpcAddr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "influxd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-config", conf)
-	cmd.Stdout, cmd.Stderr = logFile, logFile // files: no copying goroutines for goleak to find
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start influxd: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	srv := &influxServer{url: "http://" + httpAddr, client: &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		_ = logFile.Close()
-		srv.client.CloseIdleConnections()
-		if t.Failed() {
-			logs, _ := os.ReadFile(logPath)
-			t.Logf("influxd log:\n%s", logs)
-		}
-	})
-	srv.waitReady(t, exited)
-	return srv
-}
-
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// influxConfig keeps everything in dir, listens on loopback only and turns off reporting and
-// every listener and service the test does not need.
-func influxConfig(dir, httpAddr, rpcAddr string) string {
-	return fmt.Sprintf(`reporting-disabled = true
-bind-address = %q
-
-[meta]
-  dir = %q
-  logging-enabled = false
-
-[data]
-  dir = %q
-  wal-dir = %q
-  query-log-enabled = false
-
-[retention]
-  enabled = false
-
-[shard-precreation]
-  enabled = false
-
-[monitor]
-  store-enabled = false
-
-[subscriber]
-  enabled = false
-
-[continuous_queries]
-  enabled = false
-
-[http]
-  enabled = true
-  bind-address = %q
-  auth-enabled = false
-  log-enabled = false
-  pprof-enabled = false
-
-[ifql]
-  enabled = false
-
-[[graphite]]
-  enabled = false
-
-[[collectd]]
-  enabled = false
-
-[[opentsdb]]
-  enabled = false
-
-[[udp]]
-  enabled = false
-`, rpcAddr, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpAddr)
-}
-
-func (s *influxServer) waitReady(t *testing.T, exited <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("influxd exited early: %v", err)
-		default:
-		}
-		resp, err := s.client.Get(s.url + "/ping")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("influxd did not answer /ping: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// query runs InfluxQL with nanosecond epochs and returns the decoded body; numbers stay
-// json.Number so 64-bit integers compare exactly.
-func (s *influxServer) query(t *testing.T, db, q string) map[string]any {
-	t.Helper()
-	form := url.Values{"q": {q}, "epoch": {"ns"}}
-	if db != "" {
-		form.Set("db", db)
-	}
-	resp, err := s.client.PostForm(s.url+"/query", form)
-	if err != nil {
-		t.Fatalf("query %q: %v", q, err)
-	}
-	defer resp.Body.Close()
-	body, _ := stdio.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("query %q: HTTP %d: %s", q, resp.StatusCode, body)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var out map[string]any
-	if err := dec.Decode(&out); err != nil {
-		t.Fatalf("query %q: %v: %s", q, err, body)
-	}
-	return out
-}
-
-// rows returns the rows of the first series as column->value maps.
-func rows(t *testing.T, res map[string]any) []map[string]any {
-	t.Helper()
-	results, _ := res["results"].([]any)
-	if len(results) == 0 {
-		t.Fatalf("no results: %v", res)
-	}
-	first, _ := results[0].(map[string]any)
-	if e, ok := first["error"]; ok {
-		t.Fatalf("query error: %v", e)
-	}
-	series, _ := first["series"].([]any)
-	if len(series) == 0 {
-		return nil
-	}
-	s0, _ := series[0].(map[string]any)
-	cols, _ := s0["columns"].([]any)
-	values, _ := s0["values"].([]any)
-	var out []map[string]any
-	for _, v := range values {
-		row := map[string]any{}
-		for i, c := range v.([]any) {
-			row[cols[i].(string)] = c
-		}
-		out = append(out, row)
-	}
-	return out
+func startInfluxDB(t *testing.T) *influxtest.Server {
+	return influxtest.Start(t, influxtest.Options{})
 }
 
 // influxPoints are the values checked exactly after a round trip through InfluxDB.
@@ -238,9 +43,9 @@ func influxPoints() []*point.Point {
 
 func TestInfluxDBIntegration(t *testing.T) {
 	srv := startInfluxDB(t)
-	srv.query(t, "", `CREATE DATABASE "apm"`)
+	srv.Query(t, "", `CREATE DATABASE "apm"`)
 
-	out := fastRetries(OutputConfig{Type: TypeInfluxDB, URL: srv.url, Database: "apm"}) // gzip on by default
+	out := fastRetries(OutputConfig{Type: TypeInfluxDB, URL: srv.URL, Database: "apm"}) // gzip on by default
 	u := startUploader(t, testConfig(out), t.TempDir())
 	want := influxPoints()
 	feed(t, u, point.Tracing, want)
@@ -250,7 +55,7 @@ func TestInfluxDBIntegration(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 
-	got := rows(t, srv.query(t, "apm", `SELECT * FROM "span, test" ORDER BY time`))
+	got := srv.Query(t, "apm", `SELECT * FROM "span, test" ORDER BY time`).Rows()
 	if len(got) != len(want) {
 		t.Fatalf("influxd has %d rows, want %d: %v", len(got), len(want), got)
 	}
@@ -291,5 +96,141 @@ func checkInfluxRow(t *testing.T, row map[string]any, p *point.Point) {
 	}
 	if strings.Contains(fmt.Sprint(row), "\\n") {
 		t.Errorf("unexpected escape in %v", row)
+	}
+}
+
+// seqsIn returns the seq field of every row of measurement m, in time order.
+func seqsIn(t *testing.T, s *influxtest.Server, db, m string) []int64 {
+	t.Helper()
+	var out []int64
+	for _, row := range s.Query(t, db, fmt.Sprintf(`SELECT seq FROM %q WHERE seq >= 0 ORDER BY time`, m)).Rows() {
+		n, err := row["seq"].(json.Number).Int64()
+		if err != nil {
+			t.Fatalf("seq %v: %v", row["seq"], err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func TestInfluxDBOutputCreatesItsDatabase(t *testing.T) {
+	srv := startInfluxDB(t) // no database
+	logs, log := newLogBuffer(t)
+	out := fastRetries(OutputConfig{Type: TypeInfluxDB, URL: srv.URL, Database: "apm"})
+	u := startUploaderWith(t, testConfig(out), t.TempDir(), log, nil)
+	feed(t, u, point.Metric, seqPoints("m", 0, 50))
+	waitFor(t, "delivery", func() bool { return outputStats(u, "influxdb").PointsSent == 50 })
+	stopUploader(t, u)
+
+	wantSeq(t, seqsIn(t, srv, "apm", "m"), 0, 50)
+	st := outputStats(u, "influxdb")
+	if len(st.Dropped) != 0 || st.SpilledBatches != 0 || st.State != "ok" {
+		t.Fatalf("stats %+v", st)
+	}
+	if bad := append(logs.find("ERROR"), logs.find("WARN")...); len(bad) != 0 {
+		t.Fatalf("unexpected warnings: %q", bad)
+	}
+}
+
+func TestInfluxDBSkipDatabaseCreationKeepsBatchesUntilItExists(t *testing.T) {
+	srv := startInfluxDB(t)
+	logs, log := newLogBuffer(t)
+	out := fastRetries(OutputConfig{Type: TypeInfluxDB, URL: srv.URL, Database: "apm", SkipDatabaseCreation: true})
+	u := startUploaderWith(t, testConfig(out), t.TempDir(), log, nil)
+	feed(t, u, point.Metric, seqPoints("m", 0, 30))
+	waitFor(t, "the batch spilled", func() bool {
+		st := outputStats(u, "influxdb")
+		return st.SpilledBatches == 1 && st.State == "config_error"
+	})
+	if st := outputStats(u, "influxdb"); len(st.Dropped) != 0 || st.PointsSent != 0 || !strings.Contains(st.LastError, "database not found") {
+		t.Fatalf("stats %+v: the batch must be kept", st)
+	}
+	if errs := logs.find("ERROR"); len(errs) != 1 || len(logs.find("ERROR", `database not found: \"apm\"`, "output=influxdb", srv.URL, "skip_database_creation")) != 1 {
+		t.Fatalf("want one ERROR with the server's message, the output and its URL; got %q", errs)
+	}
+
+	srv.Query(t, "", `CREATE DATABASE "apm"`) // what the user does after reading the log
+	waitFor(t, "delivery once the database exists", func() bool { return outputStats(u, "influxdb").PointsSent == 30 })
+	stopUploader(t, u)
+	wantSeq(t, seqsIn(t, srv, "apm", "m"), 0, 30)
+	if st := outputStats(u, "influxdb"); st.State != "ok" || st.SpillBatches != 0 || len(st.Dropped) != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if n := len(logs.find("ERROR")); n != 1 {
+		t.Fatalf("%d ERROR lines, want 1 (then at most one a minute)", n)
+	}
+}
+
+// A batch with lines InfluxDB refuses (a field type conflict: 400 "partial write"; an
+// unsigned integer InfluxDB 1.x cannot parse) is split until only those lines are left out.
+func TestInfluxDBMalformedLinesDroppedOthersLand(t *testing.T) {
+	srv := startInfluxDB(t)
+	srv.Query(t, "", `CREATE DATABASE "apm"`)
+	srv.Write(t, "apm", "mixed,service=checkout v=1i 1\n") // v is an integer from now on
+	pts := seqPoints("mixed", 0, 40)
+	var conflict, unparsable []int
+	for i, p := range pts {
+		switch {
+		case i%9 == 4:
+			p.AddField(point.Float("v", 0.5))
+			conflict = append(conflict, i)
+		case i%10 == 7:
+			p.AddField(point.Uint("u", 7))
+			unparsable = append(unparsable, i)
+		default:
+			p.AddField(point.Int("v", int64(i)))
+		}
+	}
+	bad := append(append([]int(nil), conflict...), unparsable...)
+	out := fastRetries(OutputConfig{Type: TypeInfluxDB, URL: srv.URL, Database: "apm"})
+	u := startUploader(t, testConfig(out), t.TempDir())
+	feed(t, u, point.Metric, pts)
+	waitFor(t, "every point delivered or dropped", func() bool {
+		st := outputStats(u, "influxdb")
+		return st.PointsSent+st.Dropped["malformed"] >= 40
+	})
+	stopUploader(t, u)
+
+	if got, want := seqsIn(t, srv, "apm", "mixed"), goodSeqs(40, bad...); !slices.Equal(got, want) {
+		t.Fatalf("influxd has seqs %v, want %v", got, want)
+	}
+	st := outputStats(u, "influxdb")
+	if st.PointsSent != int64(40-len(bad)) || len(st.Dropped) != 1 || st.Dropped["malformed"] != int64(len(bad)) || st.SpillBatches != 0 {
+		t.Fatalf("stats %+v, want %d sent and %d (%v) dropped as malformed", st, 40-len(bad), len(bad), bad)
+	}
+}
+
+// With authentication on and a wrong password, the batches are kept (401 is a configuration
+// error) and a later run with the right password delivers them from the spill.
+func TestInfluxDBWrongPasswordKeepsBatchesForTheNextRun(t *testing.T) {
+	srv := influxtest.Start(t, influxtest.Options{Auth: true})
+	// With no user yet, influxd takes this one statement without credentials.
+	srv.Query(t, "", `CREATE USER "admin" WITH PASSWORD 'right' WITH ALL PRIVILEGES`)
+	srv.User, srv.Password = "admin", "right"
+	dataDir := t.TempDir()
+	logs, log := newLogBuffer(t)
+	out := fastRetries(OutputConfig{Type: TypeInfluxDB, URL: srv.URL, Database: "apm", Username: "admin", Password: "wrong"})
+	u := startUploaderWith(t, testConfig(out), dataDir, log, nil)
+	feed(t, u, point.Tracing, seqPoints("span", 0, 20))
+	waitFor(t, "the batch spilled", func() bool {
+		st := outputStats(u, "influxdb")
+		return st.SpilledBatches == 1 && st.State == "config_error"
+	})
+	stopUploader(t, u)
+	if st := outputStats(u, "influxdb"); len(st.Dropped) != 0 || st.PointsSent != 0 {
+		t.Fatalf("stats %+v: the batch must be kept", st)
+	}
+	if errs := logs.find("ERROR"); len(errs) != 1 || len(logs.find("ERROR", "HTTP 401", "authorization failed", "output=influxdb", srv.URL)) != 1 {
+		t.Fatalf("want one ERROR with the 401 and the server's message; got %q", errs)
+	}
+	wantSeq(t, seqOf(t, spilledPoints(t, dataDir, "influxdb")), 0, 20)
+
+	out.Password = "right"
+	u = startUploader(t, testConfig(out), dataDir)
+	waitFor(t, "the spill delivered", func() bool { return outputStats(u, "influxdb").PointsSent == 20 })
+	stopUploader(t, u)
+	wantSeq(t, seqsIn(t, srv, "apm", "span"), 0, 20)
+	if st := outputStats(u, "influxdb"); st.SpillBatches != 0 || len(st.Dropped) != 0 || st.State != "ok" {
+		t.Fatalf("stats %+v", st)
 	}
 }

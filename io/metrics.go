@@ -17,6 +17,7 @@ type metricsCollector struct {
 	pointsSent, bytesSent, batchesSent, retries *prometheus.Desc
 	permanentErrors, spilledBatches             *prometheus.Desc
 	spillBytes, spillBatches, outputQueue       *prometheus.Desc
+	outputState, lastError                      *prometheus.Desc
 }
 
 func newMetricsCollector(u *Uploader) *metricsCollector {
@@ -37,11 +38,13 @@ func newMetricsCollector(u *Uploader) *metricsCollector {
 		bytesSent:       d("bytes_sent_total", "Bytes delivered by the output, after compression.", "output"),
 		batchesSent:     d("batches_sent_total", "Batches delivered by the output.", "output"),
 		retries:         d("retries_total", "Delivery attempts repeated after a retryable error.", "output"),
-		permanentErrors: d("permanent_errors_total", "Batches the output rejected permanently (4xx), dropped.", "output"),
+		permanentErrors: d("permanent_errors_total", "Requests whose content the output refused for good, dropped: batches (4xx) and single malformed or too large lines.", "output"),
 		spilledBatches:  d("spilled_batches_total", "Batches written to the output's disk spill.", "output"),
 		spillBytes:      d("spill_bytes", "Bytes in the output's disk spill.", "output"),
 		spillBatches:    d("spill_batches", "Batches in the output's disk spill.", "output"),
 		outputQueue:     d("output_queue_batches", "Batches waiting in the output's memory queue.", "output"),
+		outputState:     d("output_state", "1 for the output's current state: ok, failing (retried) or config_error (batches kept until the config is fixed).", "output", "state"),
+		lastError:       d("output_last_error_timestamp_seconds", "When the output's last error happened; its text is the error label.", "output", "error"),
 	}
 }
 
@@ -49,7 +52,7 @@ func (m *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		m.queuePoints, m.queueBytes, m.queueCapacity, m.pointsIn, m.pointsBatched, m.batches, m.rejected,
 		m.dropped, m.pointsSent, m.bytesSent, m.batchesSent, m.retries, m.permanentErrors,
-		m.spilledBatches, m.spillBytes, m.spillBatches, m.outputQueue,
+		m.spilledBatches, m.spillBytes, m.spillBatches, m.outputQueue, m.outputState, m.lastError,
 	} {
 		ch <- d
 	}
@@ -103,6 +106,20 @@ func (m *metricsCollector) collectOutput(ch chan<- prometheus.Metric, w *outputW
 	gauge(ch, m.spillBytes, float64(size), w.name)
 	gauge(ch, m.spillBatches, float64(n), w.name)
 	gauge(ch, m.outputQueue, float64(w.memoryLen()), w.name)
+	health := outputHealth(k.health.Load())
+	for h := outputHealth(0); h < numHealths; h++ {
+		gauge(ch, m.outputState, boolValue(h == health), w.name, h.String())
+	}
+	if text, at := k.lastErr.get(); text != "" {
+		gauge(ch, m.lastError, float64(at.UnixNano())/1e9, w.name, text)
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v int64, labels ...string) {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,8 +39,14 @@ type outputWorker struct {
 	counters    *outputCounters
 	log         *slog.Logger
 	permLog     logLimiter // permanent errors: at most one log line a minute
+	refusedLog  logLimiter // lines refused as malformed or too large
+	failLog     logLimiter // failed attempts (network, 5xx...): the first one at once
+	configLog   logLimiter // configuration errors (401, 403, database not found...)
 	spillLog    logLimiter // spill write failures
 	maxMemBytes int64
+	// failureLogged: a failure was logged since the last delivery, so the recovery is too.
+	failureLogged atomic.Bool
+	prepareOnce   sync.Once
 
 	mu        sync.Mutex
 	changed   *sync.Cond // any state below changed
@@ -67,6 +74,16 @@ type outputWorker struct {
 	writerDone chan struct{}
 
 	probe backoff // delays between attempts on the spill's oldest batch (one drainer at a time)
+	// resume is the spill's oldest batch, split after a malformed answer, with the pieces
+	// not yet delivered when the output then failed: the next attempt goes on from there
+	// instead of sending the delivered pieces again. Only the drainer (one at a time) uses it.
+	resume *resumable
+}
+
+// resumable is a split spill batch being delivered.
+type resumable struct {
+	at spillEntry
+	d  *delivery
 }
 
 // queuedBatch is a batch in one output's FIFO.
@@ -87,6 +104,9 @@ func newOutputWorker(cfg OutputConfig, s sender, spill *spillQueue, counters *ou
 		counters:    counters,
 		log:         log.With("output", cfg.Name),
 		permLog:     logLimiter{every: time.Minute},
+		refusedLog:  logLimiter{every: time.Minute},
+		failLog:     logLimiter{every: time.Minute},
+		configLog:   logLimiter{every: time.Minute},
 		spillLog:    logLimiter{every: time.Minute},
 		outageLog:   logLimiter{every: time.Minute},
 		maxMemBytes: max(maxMemBytes, 1),
@@ -180,6 +200,8 @@ func (w *outputWorker) popLocked() queuedBatch {
 }
 
 func (w *outputWorker) runSender() {
+	// The first sender sets the output up; the others wait for it (sync.Once).
+	w.prepareOnce.Do(w.prepare)
 	for {
 		j, ok := w.nextJob()
 		if !ok {
@@ -248,33 +270,45 @@ func (w *outputWorker) stoppingNow() bool {
 }
 
 // deliverFresh sends a memory batch, retrying with backoff up to retry_max_elapsed; then
-// (or when stopping) it goes to the spill under its own sequence number.
+// (or when stopping, or at once on a configuration error, which retrying soon will not fix)
+// what is left of it goes to the spill under its own sequence number.
 func (w *outputWorker) deliverFresh(q queuedBatch) {
 	start := time.Now()
 	bo := backoff{initial: w.cfg.RetryInitial, max: w.cfg.RetryMax}
+	d := &delivery{b: q.b}
 	for {
-		err := w.sendOnce(q.b)
-		if err == nil || isPermanent(err) {
+		err := w.attempt(d)
+		if err == nil {
 			q.b.release()
+			return
+		}
+		if classOf(err) == classConfig {
+			w.spillRest(q, d, "configuration error: see the ERROR line")
 			return
 		}
 		// While stopping, a failing output is not retried: its batches go straight to the
 		// spill, so a dead output cannot hold shutdown for the whole stop_timeout.
 		if w.stoppingNow() {
-			w.spillFailed(q, "stopping while the output fails")
+			w.spillRest(q, d, "stopping while the output fails")
 			return
 		}
 		wait := w.retryDelay(&bo, err)
 		if time.Since(start)+wait > w.cfg.RetryMaxElapsed {
-			w.spillFailed(q, "retry_max_elapsed reached")
+			w.spillRest(q, d, "retry_max_elapsed reached")
 			return
 		}
 		w.counters.retries.Add(1)
 		if !w.sleep(wait) {
-			w.spillFailed(q, "stopping while the output fails")
+			w.spillRest(q, d, "stopping while the output fails")
 			return
 		}
 	}
+}
+
+// spillRest spills what the delivery has left, under the batch's sequence number.
+func (w *outputWorker) spillRest(q queuedBatch, d *delivery, why string) {
+	q.b = d.remaining()
+	w.spillFailed(q, why)
 }
 
 func (w *outputWorker) spillFailed(q queuedBatch, why string) {
@@ -291,7 +325,7 @@ func (w *outputWorker) deliverSpilled() bool {
 	if !ok {
 		return true
 	}
-	b, err := w.spill.load(e)
+	d, err := w.spillDelivery(e)
 	if err != nil {
 		points := w.spill.dropCorrupt(e)
 		w.counters.drop(e.cat, points, dropSpillCorrupt)
@@ -299,12 +333,16 @@ func (w *outputWorker) deliverSpilled() bool {
 		w.log.Error("io: spilled batches unreadable, dropped", "err", err, "points", points)
 		return true
 	}
-	err = w.sendOnce(b)
-	if err == nil || isPermanent(err) {
+	err = w.attempt(d)
+	w.resume = nil
+	if err == nil {
 		w.spill.complete(e)
 		w.probe.reset()
 		w.noteRecovered()
 		return true
+	}
+	if d.split {
+		w.resume = &resumable{at: e, d: d}
 	}
 	w.spill.release()
 	if w.stoppingNow() {
@@ -312,6 +350,20 @@ func (w *outputWorker) deliverSpilled() bool {
 	}
 	w.counters.retries.Add(1)
 	return w.sleep(w.retryDelay(&w.probe, err))
+}
+
+// spillDelivery goes on with the pieces left by the last attempt at this batch, or loads
+// it. A stop forgets the pieces: the next run sends the whole batch again, which is
+// harmless (see delivery).
+func (w *outputWorker) spillDelivery(e spillEntry) (*delivery, error) {
+	if r := w.resume; r != nil && r.at == e {
+		return r.d, nil
+	}
+	b, err := w.spill.load(e)
+	if err != nil {
+		return nil, err
+	}
+	return &delivery{b: b}, nil
 }
 
 func (w *outputWorker) noteRecovered() {
@@ -338,29 +390,23 @@ func (w *outputWorker) noteOutageLocked(why string) {
 	}
 	w.outageLogged = true
 	text, _ := w.counters.lastErr.get()
-	w.log.Warn("io: output not keeping up, spilling batches to disk until it catches up",
+	w.log.Warn("io: output behind or failing; spilling batches to disk until it catches up",
 		"reason", why, "last_error", text, "earlier_outages_not_logged", suppressed)
 }
 
-// sendOnce makes one attempt and counts its outcome.
+// sendOnce makes one attempt and counts its outcome; dropping refused lines is the
+// caller's (see attempt).
 func (w *outputWorker) sendOnce(b *batch) error {
 	n, err := w.sender.send(w.ctx, b)
-	if err == nil {
-		w.counters.perCategory[categoryIndex(b.cat)].sent.Add(int64(b.points))
-		w.counters.bytesSent.Add(int64(n))
-		w.counters.batchesSent.Add(1)
-		return nil
+	if err != nil {
+		w.noteFailure(err)
+		return err
 	}
-	w.counters.lastErr.set(err)
-	if isPermanent(err) {
-		w.counters.permanentErrors.Add(1)
-		w.counters.drop(b.cat, b.points, dropPermanent)
-		if ok, n := w.permLog.allow(); ok {
-			w.log.Error("io: output rejected a batch permanently, dropped",
-				"err", err, "points", b.points, "category", b.cat.String(), "suppressed", n)
-		}
-	}
-	return err
+	w.counters.perCategory[categoryIndex(b.cat)].sent.Add(int64(b.points))
+	w.counters.bytesSent.Add(int64(n))
+	w.counters.batchesSent.Add(1)
+	w.noteDelivered()
+	return nil
 }
 
 // retryDelay is the backoff's next delay, or the server's Retry-After when it sent one.

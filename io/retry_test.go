@@ -92,10 +92,12 @@ func TestBackoffGrowsWithJitterWithinBounds(t *testing.T) {
 	}
 }
 
-func TestPermanent400DroppedNotRetried(t *testing.T) {
+// A 4xx other than 400, 401, 403, 408, 413, 429 and InfluxDB's "not found" and "partial
+// write" answers drops the batch: the same request would fail the same way.
+func TestPermanent4xxDroppedNotRetried(t *testing.T) {
 	s := newSink(t, func(n int, w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(http.StatusBadRequest)
+		w.WriteHeader(http.StatusUnprocessableEntity)
 		_, _ = w.Write([]byte(`{"error":"field type conflict: input field \"seq\" is type float"}`))
 		return 0
 	})
@@ -111,9 +113,9 @@ func TestPermanent400DroppedNotRetried(t *testing.T) {
 		t.Fatalf("stats %+v, want 2 permanent errors, 10 dropped, no retry, nothing spilled", st)
 	}
 	if got := len(s.requests()); got != 2 {
-		t.Fatalf("%d requests, want 2: a 400 must not be retried", got)
+		t.Fatalf("%d requests, want 2: a 422 must be neither retried nor split", got)
 	}
-	if !strings.Contains(st.LastError, "400") || !strings.Contains(st.LastError, "field type conflict") {
+	if !strings.Contains(st.LastError, "422") || !strings.Contains(st.LastError, "field type conflict") {
 		t.Fatalf("last error %q should carry the status and the body", st.LastError)
 	}
 }

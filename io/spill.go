@@ -65,8 +65,9 @@ func (g *spillSegment) remainingPoints() int {
 
 // spillEntry is the batch being delivered: a segment's next batch.
 type spillEntry struct {
-	seg *spillSegment
-	cat point.Category
+	seg   *spillSegment
+	cat   point.Category
+	index int // the batch's place in its segment: entries are equal when they are the same batch
 }
 
 // spillItem is a batch to write: its output sequence and its gzip form.
@@ -340,7 +341,8 @@ func (s *spillQueue) peek() (spillEntry, bool) {
 		return spillEntry{}, false
 	}
 	s.inFlight = s.segs[0]
-	return spillEntry{seg: s.segs[0], cat: s.segs[0].name.cat}, true
+	g := s.segs[0]
+	return spillEntry{seg: g, cat: g.name.cat, index: g.name.delivered}, true
 }
 
 // load returns the entry's batch, reading its segment on first need. The CRC in the name

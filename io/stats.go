@@ -49,10 +49,15 @@ type OutputStats struct {
 	SpillBytes      int64            `json:"spill_bytes"`
 	SpillBatches    int              `json:"spill_batches"`
 	SpilledBatches  int64            `json:"spilled_batches_total"`
-	// Dropped counts points this output lost: permanent, spill_full, spill_error, spill_corrupt.
-	Dropped     map[string]int64 `json:"dropped,omitempty"`
-	LastError   string           `json:"last_error,omitempty"`
-	LastErrorAt time.Time        `json:"last_error_at,omitzero"`
+	// Dropped counts points this output lost: permanent, malformed, too_large, spill_full,
+	// spill_error, spill_corrupt.
+	Dropped map[string]int64 `json:"dropped,omitempty"`
+	// State is what the last delivery attempt said: ok, failing (retried: network error,
+	// timeout, 408, 429, 5xx) or config_error (401, 403, database or bucket not found: the
+	// batches are kept until the config is fixed). LastError says why.
+	State       string    `json:"state"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // Stats returns a snapshot of the counts. Counters only grow; gauges (queue, spill) are live.
@@ -97,6 +102,7 @@ func (w *outputWorker) stats() OutputStats {
 		Name:            w.name,
 		Type:            w.typ,
 		URL:             w.sender.location(),
+		State:           outputHealth(k.health.Load()).String(),
 		QueueBatches:    w.memoryLen(),
 		BytesSent:       k.bytesSent.Load(),
 		BatchesSent:     k.batchesSent.Load(),

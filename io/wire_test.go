@@ -3,6 +3,7 @@ package io
 import (
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,10 +98,11 @@ func TestInfluxDBWireFormat(t *testing.T) {
 	stopUploader(t, u)
 
 	reqs := s.requests()
-	if len(reqs) == 0 {
-		t.Fatal("no request")
+	if len(reqs) < 2 {
+		t.Fatalf("%d requests, want CREATE DATABASE then writes", len(reqs))
 	}
-	for _, r := range reqs {
+	checkCreateDatabase(t, reqs[0], `CREATE DATABASE "apm db"`)
+	for _, r := range reqs[1:] {
 		if r.Method != http.MethodPost || r.Path != "/influx/write" {
 			t.Errorf("%s %s, want POST /influx/write", r.Method, r.Path)
 		}
@@ -130,6 +132,21 @@ func TestInfluxDBWireFormat(t *testing.T) {
 	}
 	if d := u.Outputs()[0]; d != "influxdb: "+s.srv.URL+"/influx/ db=apm db" {
 		t.Errorf("Outputs() = %q", d)
+	}
+}
+
+// checkCreateDatabase checks InfluxDB 1.x's CREATE DATABASE: a form POSTed to /query with
+// the writes' basic auth, not gzipped.
+func checkCreateDatabase(t *testing.T, r capturedRequest, stmt string) {
+	t.Helper()
+	form, err := url.ParseQuery(string(r.Body))
+	if r.Method != http.MethodPost || r.Path != "/influx/query" || err != nil || form.Get("q") != stmt {
+		t.Errorf("%s %s %q (%v), want POST /influx/query q=%s", r.Method, r.Path, r.Body, err, stmt)
+	}
+	wantAuth := "Basic " + base64.StdEncoding.EncodeToString([]byte("writer:s3cret:pw"))
+	if r.Header.Get("Authorization") != wantAuth || r.Header.Get("Content-Encoding") != "" ||
+		r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		t.Errorf("CREATE DATABASE headers %v", r.Header)
 	}
 }
 

@@ -278,7 +278,11 @@ func (r *renderer) io() {
 		ot.write(r, "  ")
 	}
 	for _, o := range c.IO.Outputs {
-		r.line(fmt.Sprintf("  %s -> %s", o.Name, o.URL))
+		state := ""
+		if o.State != "" && o.State != "ok" { // failing, config_error: the last error says why
+			state = "  [" + o.State + "]"
+		}
+		r.line(fmt.Sprintf("  %s -> %s%s", o.Name, o.URL, state))
 	}
 	for _, l := range losses {
 		r.line("  " + l)

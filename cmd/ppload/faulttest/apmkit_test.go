@@ -34,6 +34,9 @@ type ioConf struct {
 	RetryMaxElapsed time.Duration
 	CapacityMB      int
 	Timeout         time.Duration // the output's per-request timeout
+	// Outputs, when set, are [[io.outputs]] tables used instead of the dataway output to
+	// the sink.
+	Outputs string
 }
 
 func defaultIOConf() ioConf {
@@ -189,7 +192,11 @@ func (p *apmkitProc) writeConf(sinkURL string, c ioConf) error {
   batch_max_points = %d
   flush_interval = %q
   stop_timeout = %q
-[[io.outputs]]
+`, p.dataDir, p.apiAddr, queueKey(c), c.BatchPoints, c.FlushInterval.String(), c.StopTimeout.String())
+	if c.Outputs != "" {
+		main += c.Outputs
+	} else {
+		main += fmt.Sprintf(`[[io.outputs]]
   type = "dataway"
   url = %q
   timeout = %q
@@ -198,9 +205,9 @@ func (p *apmkitProc) writeConf(sinkURL string, c ioConf) error {
   retry_max = %q
   retry_max_elapsed = %q
   capacity_mb = %d
-`, p.dataDir, p.apiAddr, queueKey(c), c.BatchPoints, c.FlushInterval.String(), c.StopTimeout.String(),
-		sinkURL+"?token=tkn_faulttest", c.Timeout.String(), c.QueueBatches,
-		c.RetryInitial.String(), c.RetryMax.String(), c.RetryMaxElapsed.String(), c.CapacityMB)
+`, sinkURL+"?token=tkn_faulttest", c.Timeout.String(), c.QueueBatches,
+			c.RetryInitial.String(), c.RetryMax.String(), c.RetryMaxElapsed.String(), c.CapacityMB)
+	}
 	input := fmt.Sprintf("[[inputs.pinpoint]]\n  address = %q\n  stat_address = \"\"\n  span_address = \"\"\n", p.grpcAddr)
 	if err := os.WriteFile(filepath.Join(p.confDir, "apmkit.conf"), []byte(main), 0o644); err != nil {
 		return err
