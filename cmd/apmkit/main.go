@@ -28,26 +28,38 @@ const usage = `apmkit: take Pinpoint APM data into InfluxDB, DataWay or files.
 Usage:
   apmkit [run] [--conf-dir DIR] [--data-dir DIR]   run the agent (default)
   apmkit config [--conf-dir DIR] [--data-dir DIR]  print the effective config (secrets masked)
-  apmkit sample [INPUT]                            print sample configs
+  apmkit sample [INPUT...]                         print sample configs
   apmkit monitor [--addr HOST:PORT] [--once]       live view of a running apmkit (its /v1/stats):
                                                    agents, rates, queues, outputs; --once prints
                                                    one snapshot with totals instead of rates
-  apmkit version                                   print the version
+  apmkit version                                   print the version (also --version)
+  apmkit help                                      this text (also -h, --help)
+
+"apmkit COMMAND -h" shows the flags of COMMAND.
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run dispatches a command line and returns the exit code: 0 for success and for help
+// asked for, 1 for errors, 2 for a command line apmkit does not understand.
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			cmd, args = "help", args[1:]
+		case "-version", "--version":
+			cmd, args = "version", args[1:]
+		}
 	}
 	var err error
 	switch cmd {
 	case "run":
-		err = runAgent(args, stderr)
+		err = runAgent(args, stdout, stderr)
 	case "config":
 		err = printConfig(args, stdout)
 	case "sample":
@@ -56,36 +68,73 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runMonitor(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "apmkit", version.Version)
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
 	default:
-		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "apmkit: unknown command %q\n\n%s", cmd, usage)
+		return 2
 	}
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "apmkit:", err)
-		}
-		return 1
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(stderr, "apmkit:", err)
+		return 2
 	}
-	return 0
+	fmt.Fprintln(stderr, "apmkit:", err)
+	return 1
+}
+
+// errUsage marks a command line the command does not understand (exit 2, as flag errors).
+var errUsage = errors.New("usage")
+
+// flagSet is a command's flags: -h prints them to the help writer (stdout); a bad flag is
+// an error that points to -h (the flag package's own printing is off).
+type flagSet struct {
+	*flag.FlagSet
+	synopsis string
+	help     io.Writer
+}
+
+func newFlagSet(name, synopsis string, help io.Writer) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), synopsis: synopsis, help: help}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parse parses the command's flags: -h prints the usage and returns flag.ErrHelp, a bad
+// flag is a usage error.
+func (fs *flagSet) parse(args []string) error {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(fs.help, "Usage: apmkit %s\n", fs.synopsis)
+		fs.SetOutput(fs.help)
+		fs.PrintDefaults()
+		return err
+	}
+	return fmt.Errorf("%s: %w: %v (see apmkit %s -h)", fs.Name(), errUsage, err, fs.Name())
 }
 
 // loadFlags parses --conf-dir and --data-dir and loads the config.
-func loadFlags(name string, args []string) (*config.Config, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func loadFlags(name string, args []string, out io.Writer) (*config.Config, error) {
+	fs := newFlagSet(name, name+" [--conf-dir DIR] [--data-dir DIR]", out)
 	confDir := fs.String("conf-dir", "./conf.d", "folder with apmkit.conf and the inputs' *.conf files")
 	dataDir := fs.String("data-dir", "", "data folder (cache, spill, file output); overrides data_dir (default ./data)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
+		return nil, fmt.Errorf("%s: %w: unexpected arguments %q", name, errUsage, fs.Args())
 	}
 	return config.Load(config.Options{ConfDir: *confDir, DataDir: *dataDir})
 }
 
-func runAgent(args []string, stderr io.Writer) error {
-	cfg, err := loadFlags("run", args)
+func runAgent(args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadFlags("run", args, stdout)
 	if err != nil {
 		return err
 	}
@@ -135,7 +184,7 @@ func orEmbedded(path string) string {
 }
 
 func printConfig(args []string, stdout io.Writer) error {
-	cfg, err := loadFlags("config", args)
+	cfg, err := loadFlags("config", args, stdout)
 	if err != nil {
 		return err
 	}
@@ -148,6 +197,11 @@ func printConfig(args []string, stdout io.Writer) error {
 }
 
 func printSample(args []string, stdout io.Writer) error {
+	fs := newFlagSet("sample", "sample [INPUT...]   (inputs: "+strings.Join(inputs.Names(), ", ")+"; none: every sample)", stdout)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	args = fs.Args()
 	if len(args) == 0 {
 		fmt.Fprintf(stdout, "# ---- %s ----\n%s", config.MainFile+".sample", config.MainSample())
 		args = inputs.Names()
@@ -164,15 +218,15 @@ func printSample(args []string, stdout io.Writer) error {
 
 // runMonitor shows a running apmkit's /v1/stats: live until Ctrl-C, or once for scripts.
 func runMonitor(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
+	fs := newFlagSet("monitor", "monitor [--addr HOST:PORT] [--once] [--interval D]", stdout)
 	addr := fs.String("addr", monitor.DefaultAddr, "apmkit's HTTP API: host:port ([http_api] listen) or a base URL")
 	once := fs.Bool("once", false, "print one snapshot (totals since start, no rates) and exit; exit 1 if apmkit does not answer")
 	interval := fs.Duration("interval", time.Second, "refresh interval of the live view; rates are per second over it")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("monitor: unexpected arguments %q", fs.Args())
+		return fmt.Errorf("monitor: %w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if *interval <= 0 {
 		return fmt.Errorf("monitor: --interval %s must be > 0", *interval)

@@ -138,7 +138,7 @@ func TestSubcommands(t *testing.T) {
 	if code := run([]string{"sample", "nope"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), `unknown input "nope"`) {
 		t.Fatalf("sample nope: %d %q", code, errOut.String())
 	}
-	if code := run([]string{"frobnicate"}, &out, &errOut); code != 1 {
+	if code := run([]string{"frobnicate"}, &out, &errOut); code != 2 {
 		t.Fatal("unknown command accepted")
 	}
 }
@@ -158,4 +158,42 @@ func TestConfigPrintsEffectiveConfigMasked(t *testing.T) {
 	if !strings.Contains(text, "sampling_rate = 0.5") || !strings.Contains(text, `type = "dataway"`) {
 		t.Fatalf("env not applied:\n%s", text)
 	}
+}
+
+// The command line behaves as Go tools do: help on stdout with exit 0, each command's flags
+// with -h, the version with --version, unknown commands and flags exit 2 on stderr.
+func TestCommandLineHelpAndVersion(t *testing.T) {
+	cases := []struct {
+		args     []string
+		code     int
+		out, err string // substrings of stdout and stderr ("" = must be empty)
+	}{
+		{[]string{"-h"}, 0, "apmkit COMMAND -h", ""},
+		{[]string{"--help"}, 0, "Usage:\n  apmkit [run]", ""},
+		{[]string{"help"}, 0, "apmkit monitor", ""},
+		{[]string{"--version"}, 0, "apmkit ", ""},
+		{[]string{"version"}, 0, "apmkit ", ""},
+		{[]string{"run", "-h"}, 0, "Usage: apmkit run [--conf-dir DIR] [--data-dir DIR]\n  -conf-dir string", ""},
+		{[]string{"config", "--help"}, 0, "Usage: apmkit config", ""},
+		{[]string{"sample", "-h"}, 0, "Usage: apmkit sample [INPUT...]", ""},
+		{[]string{"monitor", "-h"}, 0, "-once", ""},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"run", "--bogus"}, 2, "", "flag provided but not defined: -bogus (see apmkit run -h)"},
+		{[]string{"monitor", "extra"}, 2, "", `unexpected arguments ["extra"]`},
+	}
+	for _, c := range cases {
+		var out, errOut bytes.Buffer
+		code := run(c.args, &out, &errOut)
+		if code != c.code || !containsOrEmpty(out.String(), c.out) || !containsOrEmpty(errOut.String(), c.err) {
+			t.Errorf("apmkit %s: exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q",
+				strings.Join(c.args, " "), code, out.String(), errOut.String(), c.code, c.out, c.err)
+		}
+	}
+}
+
+func containsOrEmpty(s, sub string) bool {
+	if sub == "" {
+		return s == ""
+	}
+	return strings.Contains(s, sub)
 }

@@ -32,16 +32,17 @@ func TestMonitorErrors(t *testing.T) {
 	ln.Close()
 	for _, c := range []struct {
 		args []string
+		code int // 2: a command line the command does not understand
 		want string
 	}{
-		{[]string{"monitor", "--once", "--addr", closed}, closed},
-		{[]string{"monitor", "--frobnicate"}, "flag provided but not defined"},
-		{[]string{"monitor", "extra"}, `unexpected arguments ["extra"]`},
-		{[]string{"monitor", "--interval", "0s"}, "must be > 0"},
+		{[]string{"monitor", "--once", "--addr", closed}, 1, closed},
+		{[]string{"monitor", "--frobnicate"}, 2, "flag provided but not defined"},
+		{[]string{"monitor", "extra"}, 2, `unexpected arguments ["extra"]`},
+		{[]string{"monitor", "--interval", "0s"}, 1, "must be > 0"},
 	} {
 		var out, errOut bytes.Buffer
-		if code := run(c.args, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), c.want) {
-			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, errOut.String(), c.want)
+		if code := run(c.args, &out, &errOut); code != c.code || !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %d and %q", c.args, code, errOut.String(), c.code, c.want)
 		}
 	}
 }
