@@ -55,6 +55,7 @@ const (
 	reasonStore        = "cache_error"
 	reasonPanic        = "panic"
 	reasonUnknownOneof = "unknown_message_kind"
+	reasonStopping     = "stopping" // a span or stat call refused because the input stops
 )
 
 // maxAgents bounds the per-agent counters kept for /v1/stats; the least recently seen

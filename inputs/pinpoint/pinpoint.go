@@ -67,6 +67,9 @@ type Input struct {
 	srv       *grpc.Server
 	listeners []string
 	serving   sync.WaitGroup
+	data      *drainGate     // Span and Stat calls, drained first at Stop
+	readers   sync.WaitGroup // reader goroutines of data streams (recvData)
+	grace     time.Duration  // bound of each stop phase (stopGrace; tests change it)
 
 	mu      sync.Mutex
 	started bool
@@ -75,7 +78,7 @@ type Input struct {
 
 // New returns an input for a validated config.
 func New(cfg *Config) *Input {
-	return &Input{cfg: cfg, log: slog.Default(), spans: discard{}, stats: discard{}}
+	return &Input{cfg: cfg, log: slog.Default(), spans: discard{}, stats: discard{}, data: newDrainGate(), grace: stopGrace}
 }
 
 // Start opens the input's cache, binds every address (so a port in use fails apmkit's
@@ -207,10 +210,20 @@ func (in *Input) listen(ctx context.Context) error {
 	return nil
 }
 
-// Stop lets calls in flight finish for a short grace period, then closes the rest (agents
-// reconnect, to the next apmkit if there is one), waits for every handler to return, then
-// closes the cache. It is idempotent and
-// safe before Start.
+// Stop shuts the input down in two phases, so no span is accepted while its metadata can
+// no longer be:
+//
+//  1. Span and Stat calls drain: new ones are refused with UNAVAILABLE (agents reconnect,
+//     to the next apmkit if there is one), open streams end after the message in hand,
+//     and Stop waits for the calls in flight, while the Agent and Metadata services keep
+//     answering (metadata that comes meanwhile still releases held spans).
+//  2. The server stops: unary calls in flight may finish, then every connection closes
+//     (ping and command streams never end by themselves).
+//
+// Each phase takes at most the stop grace period (2 s) and ends early with ctx. Then Stop
+// waits for every handler to return and closes the assembler, which keeps the spans still
+// waiting for metadata in the store for the next start, and the cache. It is idempotent
+// and safe before Start.
 func (in *Input) Stop(ctx context.Context) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -219,13 +232,15 @@ func (in *Input) Stop(ctx context.Context) error {
 		return nil
 	}
 	in.stopped = true
+	in.data.drain()
 	if in.srv != nil {
+		in.drainData(ctx)
 		done := make(chan struct{})
 		go func() {
 			in.srv.GracefulStop()
 			close(done)
 		}()
-		grace := time.NewTimer(stopGrace)
+		grace := time.NewTimer(in.grace)
 		defer grace.Stop()
 		select {
 		case <-done:
@@ -240,6 +255,18 @@ func (in *Input) Stop(ctx context.Context) error {
 	return in.closeLocked(ctx)
 }
 
+// drainData waits, within the grace period and ctx, for the Span and Stat calls in
+// flight; the drain began already. What is still running after it is cut by the server's
+// stop.
+func (in *Input) drainData(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, in.grace)
+	defer cancel()
+	if err := in.data.wait(ctx); err != nil {
+		in.log.Warn("pinpoint: span and stat calls still running at the end of the stop grace period; closing them",
+			"grace", in.grace, "error", err)
+	}
+}
+
 // closeLocked releases what Start acquired. The server is down first, so no handler feeds
 // the assembler while it flushes what it holds.
 func (in *Input) closeLocked(ctx context.Context) error {
@@ -247,6 +274,7 @@ func (in *Input) closeLocked(ctx context.Context) error {
 		in.srv.Stop()
 	}
 	in.serving.Wait()
+	in.readers.Wait() // their streams ended with the server
 	var errs []error
 	if asm := in.asm.Swap(nil); asm != nil {
 		errs = append(errs, asm.Stop(ctx))
@@ -282,5 +310,6 @@ func (in *Input) Stats() any {
 // Meta is the input's agent and metadata store (lookups for tools and tests).
 func (in *Input) Meta() *meta.Store { return in.meta }
 
-// stopGrace is how long Stop lets unary calls in flight finish before closing every call.
+// stopGrace bounds each phase of Stop: the drain of span and stat calls, then the unary
+// calls in flight before every call is closed.
 const stopGrace = 2 * time.Second

@@ -149,10 +149,6 @@ func recvLoop(in *Input, stream grpc.ServerStream, f *frame, handle func(ctx con
 		if err != nil {
 			return err // transport gone, too large, cancelled: grpc reports the status
 		}
-		if f.err != nil {
-			in.counters.reject(senderFrom(ctx), reasonDecode)
-			continue
-		}
-		handle(ctx)
+		in.handleFrame(ctx, f, handle)
 	}
 }

@@ -122,15 +122,17 @@ func pingSession(srv any, stream grpc.ServerStream) error {
 	return errors.Join(err, sendErr)
 }
 
-// sendSpan reads one PSpanMessage per stream message.
+// sendSpan reads one PSpanMessage per stream message, until the agent half-closes or the
+// input stops.
 func sendSpan(srv any, stream grpc.ServerStream) error {
 	in := srv.(*Input)
-	var msg *pb.PSpanMessage // fresh per message: the consumer may keep what it gets
-	f := &frame{decode: func(b []byte) error {
-		msg = &pb.PSpanMessage{}
-		return proto.Unmarshal(b, msg)
-	}}
-	err := recvLoop(in, stream, f, func(ctx context.Context) {
+	leave, err := in.admitData(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer leave()
+	// A fresh message each time: the consumer may keep what it gets.
+	err = recvData(in, stream, func() *pb.PSpanMessage { return &pb.PSpanMessage{} }, func(ctx context.Context, msg *pb.PSpanMessage) {
 		if reason := in.handleSpanMessage(ctx, senderFrom(ctx), msg); reason != "" {
 			in.counters.reject(senderFrom(ctx), reason)
 		}
@@ -206,6 +208,11 @@ func sendSpanBatch(srv any, ctx context.Context, dec func(any) error, intercepto
 		return nil, err
 	}
 	handler := func(ctx context.Context, _ any) (any, error) {
+		leave, err := in.admitData(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer leave()
 		sender := senderFrom(ctx)
 		in.counters.count(sender, msgSpanMessageBatch)
 		errID := int64(0)
@@ -271,15 +278,16 @@ func (in *Input) handleSpanMessage(ctx context.Context, sender *meta.Sender, m *
 	return ""
 }
 
-// sendAgentStat reads PStatMessages until the agent half-closes.
+// sendAgentStat reads PStatMessages until the agent half-closes or the input stops.
 func sendAgentStat(srv any, stream grpc.ServerStream) error {
 	in := srv.(*Input)
-	var msg *pb.PStatMessage // fresh per message: the consumer may keep what it gets
-	f := &frame{decode: func(b []byte) error {
-		msg = &pb.PStatMessage{}
-		return proto.Unmarshal(b, msg)
-	}}
-	err := recvLoop(in, stream, f, func(ctx context.Context) {
+	leave, err := in.admitData(stream.Context())
+	if err != nil {
+		return err
+	}
+	defer leave()
+	// A fresh message each time: the consumer may keep what it gets.
+	err = recvData(in, stream, func() *pb.PStatMessage { return &pb.PStatMessage{} }, func(ctx context.Context, msg *pb.PStatMessage) {
 		sender := senderFrom(ctx)
 		in.counters.count(sender, msgStatMessage)
 		switch {

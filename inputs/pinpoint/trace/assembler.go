@@ -75,8 +75,10 @@ func New(opts Options) (*Assembler, error) {
 }
 
 // Start finds the chunks a previous run left pending in the store, schedules their
-// expiry, and starts the background work (metadata wake-ups, waits running out).
-// Chunks found already past their deadline are emitted at the first tick.
+// expiry, puts the spans it left waiting for metadata back on hold for a fresh
+// MetadataWait, and starts the background work (metadata wake-ups, waits running out).
+// Chunks found already past their deadline are emitted at the first tick; restored spans
+// whose metadata is known already at once.
 func (a *Assembler) Start() error {
 	a.gate.Lock()
 	defer a.gate.Unlock()
@@ -90,8 +92,17 @@ func (a *Assembler) Start() error {
 	if err != nil {
 		return err
 	}
+	overflow, err := a.restoreHeld()
+	if err != nil {
+		return err
+	}
+	if n := a.c.restoredHeld.Load(); n > 0 {
+		a.opts.Logger.Info("pinpoint trace: spans that waited for metadata at the last stop wait again",
+			"spans", n, "metadata_wait", a.opts.MetadataWait)
+		a.wakeUp()
+	}
 	a.started = true
-	go a.loop(evict)
+	go a.loop(evict, overflow)
 	return nil
 }
 
@@ -121,10 +132,11 @@ func (a *Assembler) restorePending() ([]string, error) {
 	return evict, nil
 }
 
-// Stop ends the background work, emits what is held in memory (spans waiting for
-// metadata, with placeholders where names are still unknown), writes the span skeletons
-// to the store, and leaves pending chunks there for the next Start. It waits for Consume
-// calls in flight and is idempotent.
+// Stop ends the background work, emits the spans held for metadata whose names are known
+// now and writes the others to the store for the next Start (a store that refuses one
+// makes it go out with placeholders instead), writes the span skeletons to the store, and
+// leaves pending chunks there for the next Start. It waits for Consume calls in flight
+// and is idempotent.
 func (a *Assembler) Stop(ctx context.Context) error {
 	a.gate.Lock()
 	if a.stopped {
@@ -140,8 +152,18 @@ func (a *Assembler) Stop(ctx context.Context) error {
 		<-a.loopDone
 	}
 	var errs []error
+	kept := 0
 	for _, u := range a.held.drain() {
+		// Metadata that arrived after the background work's last look releases its spans
+		// now; the others wait in the store for metadata the next run may receive.
+		if !resolvable(a.opts.Meta, u.sender.AgentKey, u.missing) && a.keepHeld(u) {
+			kept++
+			continue
+		}
 		errs = append(errs, a.emitFinal(ctx, u))
+	}
+	if kept > 0 {
+		a.opts.Logger.Info("pinpoint trace: spans still waiting for metadata are kept for the next start", "spans", kept)
 	}
 	a.pending.reset()
 	errs = append(errs, a.persistSkeletons(ctx))
@@ -208,6 +230,10 @@ func (a *Assembler) ConsumeChunk(ctx context.Context, s *meta.Sender, chunk *pb.
 // spans held for it can be emitted. It never blocks; wire it to meta.Options.OnPut.
 func (a *Assembler) MetadataArrived(agent meta.AgentKey) {
 	a.held.markDirty(agent)
+	a.wakeUp()
+}
+
+func (a *Assembler) wakeUp() {
 	select {
 	case a.wake <- struct{}{}:
 	default: // a wake-up is already due; it will see this agent too
@@ -233,7 +259,7 @@ func (a *Assembler) tick() time.Duration {
 	return max(t, 10*time.Millisecond)
 }
 
-func (a *Assembler) loop(evict []string) {
+func (a *Assembler) loop(evict []string, overflow []*unit) {
 	defer close(a.loopDone)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -242,6 +268,9 @@ func (a *Assembler) loop(evict []string) {
 		cancel()
 	}()
 	a.logBackground(a.evict(ctx, evict, true))
+	for _, u := range overflow {
+		a.logBackground(a.emitFinal(ctx, u))
+	}
 	ticker := time.NewTicker(a.tick())
 	defer ticker.Stop()
 	for {

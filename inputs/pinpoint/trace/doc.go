@@ -24,7 +24,11 @@
 //   - Names not resolvable yet (metadata can come after the spans that use it) make the
 //     span wait in memory up to MetadataWait; MetadataArrived (wired to the metadata
 //     store's OnPut) releases it as soon as the names arrive, else it goes out with
-//     placeholders such as "api:12".
+//     placeholders such as "api:12". Stop writes the spans still waiting to the store
+//     instead of emitting them (the agent may send the metadata to the next process);
+//     Start puts them back on hold for a fresh MetadataWait, and only then do they go out
+//     with placeholders (counted as RestoredUnresolved). A record stays in the store
+//     until its span is emitted.
 //
 // Span ids are deterministic (see ids.go), so any apmkit instance links any agent's spans
 // with no shared state. Everything held in memory is capped; what a cap pushes out is

@@ -26,6 +26,9 @@ type unit struct {
 	deadline int64 // epoch ms
 	missing  []ref
 	size     int64
+	// record is the store key of a unit a previous run kept at Stop (restored at Start);
+	// the record is deleted when the unit is emitted.
+	record []byte
 }
 
 // release emits a unit, or holds it for metadata that has not arrived yet.
@@ -57,7 +60,9 @@ func (a *Assembler) release(ctx context.Context, u *unit) error {
 	return errors.Join(errs...)
 }
 
-// emitFinal converts a unit that waited and emits it whatever is still unresolved.
+// emitFinal converts a unit that waited and emits it whatever is still unresolved. A unit
+// restored after a restart leaves the store here, and is counted when it still carries
+// placeholders.
 func (a *Assembler) emitFinal(ctx context.Context, u *unit) error {
 	conv := a.getConverter()
 	defer a.putConverter(conv)
@@ -65,6 +70,12 @@ func (a *Assembler) emitFinal(ctx context.Context, u *unit) error {
 	err := a.emit(ctx, u, pts, &conv.res.count)
 	if err != nil {
 		a.c.emitErrors.Add(1)
+	}
+	if u.record != nil {
+		if len(conv.res.misses) > 0 {
+			a.c.restoredUnresolved.Add(1)
+		}
+		a.deleteStored(u.record)
 	}
 	return err
 }
@@ -150,6 +161,14 @@ func (q *holdQueue) markDirty(agent meta.AgentKey) {
 	q.dirty = append(q.dirty, agent)
 }
 
+// markAllDirty makes the next wake-up re-check every held unit (after a restore).
+func (q *holdQueue) markAllDirty() {
+	q.dirtyMu.Lock()
+	defer q.dirtyMu.Unlock()
+	q.allDirty = true
+	q.dirty = q.dirty[:0]
+}
+
 func (q *holdQueue) takeDirty() ([]meta.AgentKey, bool) {
 	q.dirtyMu.Lock()
 	defer q.dirtyMu.Unlock()
@@ -180,7 +199,7 @@ func (q *holdQueue) ready(m Metadata, now int64) []*unit {
 	return out
 }
 
-// drain takes out everything (Stop).
+// drain takes out everything (Stop), oldest first.
 func (q *holdQueue) drain() []*unit {
 	q.mu.Lock()
 	defer q.mu.Unlock()

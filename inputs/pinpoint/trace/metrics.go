@@ -42,12 +42,18 @@ type Stats struct {
 	// Unresolved counts placeholders written, by kind (api, sql, sqluid, string,
 	// exception).
 	Unresolved map[string]uint64 `json:"unresolved"`
+	// RestoredHeld counts spans and chunks that were still waiting for metadata when the
+	// previous run stopped, read back from the store at Start to wait again.
+	RestoredHeld uint64 `json:"restored_held"`
+	// RestoredUnresolved counts those that were written with placeholders all the same:
+	// their metadata did not come within MetadataWait of the restart either.
+	RestoredUnresolved uint64 `json:"restored_unresolved"`
 	// HeldOverflow and PendingOverflow count spans emitted early because a cap was hit.
 	HeldOverflow    uint64 `json:"held_overflow"`
 	PendingOverflow uint64 `json:"pending_overflow"`
 	Invalid         uint64 `json:"invalid"`      // messages refused (no transaction id)
 	EmitErrors      uint64 `json:"emit_errors"`  // Emit errors for points released by the background work
-	StoreErrors     uint64 `json:"store_errors"` // failed reads and writes of Options.Store
+	StoreErrors     uint64 `json:"store_errors"` // failed reads and writes of Options.Store, records that did not decode
 	Held            int64  `json:"held"`         // spans and chunks held in memory for metadata now
 	HeldBytes       int64  `json:"held_bytes"`
 	PendingSpans    int64  `json:"pending_spans"` // spans with chunks waiting in Store now
@@ -62,6 +68,7 @@ type counters struct {
 	spans, events, chunks, asyncChunks, partialSpans, lateChunks atomic.Uint64
 	deferredChunks, duplicateEvents, heldForMetadata             atomic.Uint64
 	unresolved                                                   [numRefKinds]atomic.Uint64
+	restoredHeld, restoredUnresolved                             atomic.Uint64
 	heldOverflow, pendingOverflow                                atomic.Uint64
 	invalid, emitErrors, storeErrors                             atomic.Uint64
 }
@@ -98,11 +105,13 @@ func (c *counters) register(reg prometheus.Registerer, gauge func() Stats) error
 		counter("deferred_chunks_total", "Sync chunks kept waiting because a parent of an event may be in a chunk not yet received.", &c.deferredChunks, nil),
 		counter("duplicate_events_total", "Span events dropped because an event with the same sequence was already taken.", &c.duplicateEvents, nil),
 		counter("held_total", "Spans and chunks held in memory because names were not resolvable yet.", &c.heldForMetadata, nil),
+		counter("restored_held_total", "Spans and chunks still waiting for metadata at the last stop, put back on hold at start.", &c.restoredHeld, nil),
+		counter("restored_unresolved_total", "Of the restored spans and chunks, those written with placeholders: their metadata did not come after the restart either.", &c.restoredUnresolved, nil),
 		counter("overflow_total", "Spans emitted early because a memory cap was hit.", &c.heldOverflow, prometheus.Labels{"queue": "held"}),
 		counter("overflow_total", "Spans emitted early because a memory cap was hit.", &c.pendingOverflow, prometheus.Labels{"queue": "pending"}),
 		counter("invalid_total", "Spans and chunks refused (no transaction id).", &c.invalid, nil),
 		counter("emit_errors_total", "Emit failures of points released by background work.", &c.emitErrors, nil),
-		counter("store_errors_total", "Failed reads and writes of the pending-chunk store.", &c.storeErrors, nil),
+		counter("store_errors_total", "Failed reads and writes of the store (pending chunks, held spans, skeletons), and records that did not decode.", &c.storeErrors, nil),
 		g("held_spans", "Spans and chunks held in memory waiting for metadata.", func(s Stats) int64 { return s.Held }),
 		g("held_bytes", "Estimated memory of the held spans and chunks.", func(s Stats) int64 { return s.HeldBytes }),
 		g("pending_spans", "Spans whose chunks wait in the store for them.", func(s Stats) int64 { return s.PendingSpans }),
@@ -130,6 +139,7 @@ func (c *counters) snapshot() Stats {
 		DuplicateEvents: c.duplicateEvents.Load(), HeldForMetadata: c.heldForMetadata.Load(),
 		HeldOverflow: c.heldOverflow.Load(), PendingOverflow: c.pendingOverflow.Load(),
 		Invalid: c.invalid.Load(), EmitErrors: c.emitErrors.Load(), StoreErrors: c.storeErrors.Load(),
+		RestoredHeld: c.restoredHeld.Load(), RestoredUnresolved: c.restoredUnresolved.Load(),
 		Unresolved: make(map[string]uint64, numRefKinds),
 	}
 	for k := range numRefKinds {

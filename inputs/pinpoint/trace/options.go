@@ -38,8 +38,8 @@ type EmitFunc func(ctx context.Context, pts []*point.Point) error
 
 // Options configure an Assembler. Zero values take the defaults documented per field.
 type Options struct {
-	// Store keeps pending chunks (and, from Stop to Start, span skeletons); they survive a
-	// restart when it is on disk. Required.
+	// Store keeps pending chunks (and, from Stop to Start, span skeletons and the spans
+	// still waiting for metadata); they survive a restart when it is on disk. Required.
 	Store cache.Store
 	// Meta resolves api, sql, string and exception ids and the agents' hostnames. Required.
 	Meta Metadata
@@ -53,10 +53,12 @@ type Options struct {
 	ChunkWait time.Duration
 	// MetadataWait is how long a span or chunk whose names cannot be resolved yet is held
 	// for the metadata to arrive; after that it is emitted with placeholders such as
-	// "api:12". Default 5 s; negative disables holding.
+	// "api:12". One still held at Stop waits in Store and, after Start, MetadataWait
+	// again. Default 5 s; negative disables holding.
 	MetadataWait time.Duration
-	// PendingTTL bounds how long a pending chunk stays in Store, so chunks of an apmkit that
-	// was down for long do not stay forever. Default 24 h, at least ChunkWait.
+	// PendingTTL bounds how long a pending chunk (or a span kept waiting for metadata at
+	// Stop) stays in Store, so those of an apmkit that was down for long do not stay
+	// forever. Default 24 h, at least ChunkWait.
 	PendingTTL time.Duration
 	// DelMessage leaves out the message field (the JSON of the original span or event).
 	DelMessage bool

@@ -18,6 +18,9 @@ import (
 //	'c' spanKey minSeq(4) digest(8) -> pending sync chunk (pendingRecord)
 //	's' spanKey                     -> skeleton of an emitted span (written at Stop)
 //	'a' spanKey asyncId(4) seq(4)   -> skeleton of emitted async work (written at Stop)
+//	'h' spanKey asyncId(4) seq(4) digest(8)
+//	                                -> span or chunk still held for metadata at Stop
+//	                                   (encodeHeldRecord), read back at Start
 //
 // spanKey = uvarint(len) senderAgentId senderStartTime(8) uvarint(len) txAgentId
 // txStartTime(8) txSequence(8) spanId(8). The sender is part of it because a chunk belongs
@@ -28,6 +31,7 @@ const (
 	prefixPending       = 'c'
 	prefixSkeleton      = 's'
 	prefixAsyncSkeleton = 'a'
+	prefixHeld          = 'h'
 
 	chunkSuffixLen = 4 + 8
 	recordVersion  = 1
