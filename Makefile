@@ -28,13 +28,16 @@ bench-go:
 
 # ppload against ppfloor (the decode-only floor) and apmkit (full path to a local DataWay
 # sink), stream and batch, 8 and 500 agents, 60 s each, on 127.0.0.1; writes
-# bench/RESULTS.md. Pass flags with BENCHFLAGS, e.g. BENCHFLAGS="-duration 30s -agents 8".
+# bench/RESULTS.md (with a CPU profile of each apmkit run: "Where the CPU goes") and
+# bench/results.json. Pass flags with BENCHFLAGS, e.g. BENCHFLAGS="-duration 30s -agents 8";
+# BENCHFLAGS="-before bench/results.json" adds a before/after table against the last run.
 bench-load:
 	GO=$(GO) $(GO) run ./cmd/benchrun $(BENCHFLAGS)
 
-# The same in 10 s runs, as a smoke test; the report goes to a temp file, not RESULTS.md.
+# The same in 10 s runs, as a smoke test; the report and results go to temp files.
 bench-quick:
-	GO=$(GO) $(GO) run ./cmd/benchrun -quick -out $${TMPDIR:-/tmp}/apmkit-bench-quick.md $(BENCHFLAGS)
+	GO=$(GO) $(GO) run ./cmd/benchrun -quick -out $${TMPDIR:-/tmp}/apmkit-bench-quick.md \
+		-results $${TMPDIR:-/tmp}/apmkit-bench-quick.json $(BENCHFLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -54,17 +54,26 @@ var ErrFull = errors.New("cache: store is at capacity")
 // ErrClosed is returned by every call after Close.
 var ErrClosed = errors.New("cache: store is closed")
 
+// ErrDiskFull is returned by Set (and Delete) when the free space of the data dir's file
+// system is below the cache's reserve (Config.MinFreeMB): badger writes through memory-mapped
+// files, and a write that finds no disk space under a mapped page crashes the process, so
+// the cache stops writing first. Writes are admitted again once space returns.
+var ErrDiskFull = errors.New("cache: disk full: free space is below the cache's reserve (min_free_mb)")
+
 // Config is the `[cache]` table of apmkit.conf.
 type Config struct {
 	// CapacityMB caps the on-disk size; Set fails with ErrFull beyond it. 0 = no cap.
 	CapacityMB int `toml:"capacity_mb" doc:"Cap on the on-disk cache size in MiB (agent info, metadata, pending chunks).\nWrites beyond it fail and are counted. 0 = no cap."`
 	// GCInterval is how often badger's value log is garbage collected.
 	GCInterval time.Duration `toml:"gc_interval" doc:"How often the cache's value log is garbage collected."`
+	// MinFreeMB is the free space the cache leaves on the data dir's file system; see
+	// diskSpace. Values below the minimum reserve are raised to it.
+	MinFreeMB int `toml:"min_free_mb" doc:"Free space in MiB the cache leaves on the data dir's file system. Below it cache writes are refused\nand counted (apmkit stays up, /v1/ping says disk_full) until space returns. At least 10, badger's\nmemtable flushes; the size of its tables (up to 64 MiB) is added, what a compaction may rewrite."`
 }
 
 // DefaultConfig returns the defaults used when apmkit.conf has no [cache] table.
 func DefaultConfig() Config {
-	return Config{CapacityMB: 1024, GCInterval: 5 * time.Minute}
+	return Config{CapacityMB: 1024, GCInterval: 5 * time.Minute, MinFreeMB: minReserve >> 20}
 }
 
 // Size limits of every Store. They are badger's (it refuses bigger keys and values, with

@@ -101,19 +101,27 @@ func (u *diskUsage) refresh() {
 func (u *diskUsage) measure() {
 	u.measures = time.Now()
 	before := u.pending.Load()
-	u.measured.Store(dirBytes(u.dir))
+	u.measured.Store(dirBytes(u.dir).total)
 	u.pending.Add(-before)
+}
+
+// dirSizes is the disk usage of a badger directory: in all, and of the files that the
+// free-space reserve follows (see diskSpace).
+type dirSizes struct {
+	total  int64
+	tables int64 // .sst: what a compaction may rewrite
+	logs   int64 // .mem: memtable logs, what flushes turn into tables
 }
 
 // dirBytes adds up the disk usage of the regular files directly in dir (badger keeps all its
 // files there). Files that vanish during the walk (compaction deletes tables) are skipped;
 // an unreadable dir counts as 0, and badger's own writes will report the real problem.
-func dirBytes(dir string) int64 {
+func dirBytes(dir string) dirSizes {
+	var sz dirSizes
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return 0
+		return sz
 	}
-	var total int64
 	for _, e := range entries {
 		if !e.Type().IsRegular() {
 			continue
@@ -122,7 +130,14 @@ func dirBytes(dir string) int64 {
 		if err != nil {
 			continue
 		}
-		total += fileBytes(info)
+		n := fileBytes(info)
+		sz.total += n
+		switch filepath.Ext(e.Name()) {
+		case ".sst":
+			sz.tables += n
+		case ".mem":
+			sz.logs += n
+		}
 	}
-	return total
+	return sz
 }

@@ -66,7 +66,7 @@ func TestDirBytesCountsAllocatedSpace(t *testing.T) {
 	if err := f.Truncate(1 << 30); err != nil { // what badger does to a new log
 		t.Fatal(err)
 	}
-	got := dirBytes(dir)
+	got := dirBytes(dir).total
 	if got < 64<<10 {
 		t.Fatalf("dirBytes = %d, less than the 64 KiB written", got)
 	}
@@ -92,5 +92,115 @@ func TestDiskUsageEstimate(t *testing.T) {
 	}
 	if u.pending.Load() != 0 {
 		t.Fatalf("pending = %d after a measurement, want 0", u.pending.Load())
+	}
+}
+
+// TestDiskSpaceCountsWritesInFlight: the writes admitted and not done yet are subtracted
+// from the free space measured, which does not show them yet, so concurrent writes cannot
+// together run through the reserve.
+func TestDiskSpaceCountsWritesInFlight(t *testing.T) {
+	free := int64(minReserve + 100_000)
+	s := newDiskSpace(t.TempDir(), 0, func(string) (int64, error) { return free, nil })
+	admitted := 0
+	for s.admit(10_000) {
+		admitted++
+	}
+	if admitted != 10 {
+		t.Fatalf("admitted %d writes of 10 kB in flight with 100 kB above the reserve, want 10", admitted)
+	}
+	if s.full.Load() {
+		t.Fatal("refusing one write is not the full state")
+	}
+	if !s.admitDelete(100) {
+		t.Fatal("a delete was refused with the whole reserve free")
+	}
+	s.done(100)
+	s.done(10_000)
+	if !s.admit(10_000) {
+		t.Fatal("refused once a write in flight was done")
+	}
+	// Another writer takes the space: the very next write sees it.
+	free = minReserve - 1
+	if s.admit(1) || !s.full.Load() {
+		t.Fatal("a write was admitted after the free space fell below the reserve")
+	}
+}
+
+// TestDiskSpaceUnknown: when the free space cannot be measured, nothing is refused.
+func TestDiskSpaceUnknown(t *testing.T) {
+	s := newDiskSpace(t.TempDir(), 0, func(string) (int64, error) { return 0, os.ErrPermission })
+	s.measure()
+	if !s.admit(1<<30) || s.full.Load() || s.free.Load() != -1 {
+		t.Fatal("an unmeasurable file system refused a write")
+	}
+}
+
+// TestDiskSpaceReserve: the reserve is min_free_mb (at least minReserve) plus the size of
+// badger's tables, up to maxCompactionReserve.
+func TestDiskSpaceReserve(t *testing.T) {
+	dir := t.TempDir()
+	free := func(string) (int64, error) { return 1 << 40, nil }
+	if got := newDiskSpace(dir, 1, free).reserve(); got != minReserve {
+		t.Errorf("min_free_mb 1: reserve %d, want the minimum %d", got, minReserve)
+	}
+	if got := newDiskSpace(dir, 100, free).reserve(); got != 100<<20 {
+		t.Errorf("min_free_mb 100: reserve %d, want %d", got, 100<<20)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "000001.sst"), make([]byte, 3<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newDiskSpace(dir, 0, free)
+	s.measure()
+	if got := s.reserve(); got < minReserve+3<<20 || got > minReserve+3<<20+64<<10 {
+		t.Errorf("with 3 MiB of tables: reserve %d, want about %d", got, minReserve+3<<20)
+	}
+}
+
+// TestOpGatePause: a pause waits for the calls inside and holds new ones back until resume;
+// with a call that does not leave in time (a Scan callback calling in, say) it gives up and
+// lets the held calls in.
+func TestOpGatePause(t *testing.T) {
+	g := newOpGate()
+	if !g.pause(time.Second) {
+		t.Fatal("pause of an idle gate failed")
+	}
+	entered := make(chan struct{})
+	go func() {
+		if g.enter() {
+			g.leave()
+		}
+		close(entered)
+	}()
+	select {
+	case <-entered:
+		t.Fatal("a call entered a paused gate")
+	case <-time.After(20 * time.Millisecond): // the call had time to get in, and did not
+	}
+	g.resume()
+	<-entered
+
+	if !g.enter() {
+		t.Fatal("enter failed")
+	}
+	// The call inside makes another (re-entrant) call while a pause waits.
+	inner := make(chan bool)
+	paused := make(chan bool)
+	go func() { paused <- g.pause(50 * time.Millisecond) }()
+	time.Sleep(10 * time.Millisecond) // let the pause begin; either order must work
+	go func() { inner <- g.enter() }()
+	if ok := <-paused; ok {
+		t.Fatal("pause succeeded with a call inside")
+	}
+	if !<-inner {
+		t.Fatal("the inner call was refused")
+	}
+	g.leave()
+	g.leave()
+	if !g.pause(time.Second) {
+		t.Fatal("pause failed once the calls left")
+	}
+	g.resume()
+	if !g.close() || g.pause(time.Second) {
+		t.Fatal("a closed gate paused")
 	}
 }

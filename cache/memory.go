@@ -220,3 +220,16 @@ func (m *Memory) live(prefix string) ([]memEntry, error) {
 	}
 	return out, nil
 }
+
+// each calls fn with every live entry in key order, with its expiry (zero: none). It is for
+// copying the store into badger; fn must not call m, nor keep val.
+func (m *Memory) each(fn func(key string, val []byte, expires time.Time)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	now := m.now()
+	for _, e := range m.entries {
+		if e.liveAt(now) {
+			fn(e.key, e.val, e.expires)
+		}
+	}
+}

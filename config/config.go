@@ -84,6 +84,9 @@ func (m *Main) Validate() error {
 	if m.Cache.GCInterval <= 0 {
 		errs = append(errs, fmt.Errorf("cache.gc_interval: %s must be > 0", m.Cache.GCInterval))
 	}
+	if m.Cache.MinFreeMB < 0 {
+		errs = append(errs, fmt.Errorf("cache.min_free_mb: %d must be >= 0 (values below 10 mean 10)", m.Cache.MinFreeMB))
+	}
 	if err := m.IO.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
 // Input is one running instance of an input plugin.
@@ -36,6 +37,10 @@ type Host interface {
 	// Feed hands points to the input's pipeline and the uploader. It may block briefly
 	// when queues are full and returns an error when points had to be dropped.
 	Feed(ctx context.Context, cat point.Category, pts []*point.Point) error
+	// FeedSpan hands one span (category tracing) to the pipeline, which decides on it as
+	// a whole, and the uploader; the span is the host's from then on. Like Feed it may
+	// block briefly and returns an error when the span had to be dropped.
+	FeedSpan(ctx context.Context, s *span.Span) error
 	// Store returns the namespace of the agent's on-disk cache for this input.
 	Store(namespace string) cache.Store
 	Logger() *slog.Logger

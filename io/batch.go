@@ -18,7 +18,8 @@ import (
 //
 // A batch cut by the intake holds budget bytes and one reference per output; the last
 // output to let go of it (delivered, dropped or spilled) returns the bytes to the budget.
-// Batches read back from a spill have no budget: they exist one at a time per output.
+// Batches read back from a spill have no budget: an output holds at most max_in_flight of
+// them (with the spill files they come from, up to a few MiB each).
 type batch struct {
 	cat    point.Category
 	points int

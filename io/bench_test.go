@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
 // benchSpans looks like a converted Pinpoint span: a dozen tags and fields.
@@ -36,10 +37,40 @@ func benchSpans(n int) []*point.Point {
 	return pts
 }
 
+// benchSpan is a typed span of 13 events shaped like benchSpans' points.
+func benchSpan() *span.Span {
+	s := span.New(13, 2048)
+	s.TraceID, s.Service, s.Host = "8b1f0c7a6d5e4f3a^1700000000000^42", "checkout", "web-01"
+	for i := range 13 {
+		kind := span.Local
+		if i == 0 {
+			kind = span.Entry
+		}
+		s.Events = append(s.Events, span.Event{
+			Time: 1_700_000_000_000_000_000 + int64(i), Start: 1_700_000_000_000_000 + int64(i), Duration: int64(1200 + i),
+			SpanID: int64(i * 7919), Kind: kind, Operation: s.Add("GET /api/orders/{id}"), SourceType: s.Add("web"),
+			Message: s.Add(`{"sql":"SELECT * FROM orders WHERE id = ?","args":["42"]}`),
+		})
+	}
+	return s
+}
+
 // BenchmarkFeedParallel measures the intake alone: Feed from every core, 13 spans a call
 // (one Pinpoint transaction), into an output that never runs, with a budget that never
-// fills (batches are dropped as soon as they are cut).
+// fills (batches are dropped as soon as they are cut): generic points (Feed) and a typed
+// span (FeedSpan).
 func BenchmarkFeedParallel(b *testing.B) {
+	pts := benchSpans(13)
+	sp := benchSpan()
+	b.Run("points", func(b *testing.B) {
+		benchFeed(b, len(pts), func(u *Uploader) error { return u.Feed(context.Background(), point.Tracing, pts) })
+	})
+	b.Run("span", func(b *testing.B) {
+		benchFeed(b, len(sp.Events), func(u *Uploader) error { return u.FeedSpan(context.Background(), sp) })
+	})
+}
+
+func benchFeed(b *testing.B, points int, feed func(u *Uploader) error) {
 	cfg := DefaultConfig()
 	cfg.Outputs = []OutputConfig{{Type: TypeDataway, URL: "http://127.0.0.1:1?token=tkn_bench"}}
 	u, err := New(cfg, b.TempDir(), nil, nil)
@@ -71,19 +102,16 @@ func BenchmarkFeedParallel(b *testing.B) {
 			q.b.release()
 		}
 	}()
-	pts := benchSpans(13)
-	line, _ := point.AppendLine(nil, pts[0])
-	b.SetBytes(int64(len(line) * len(pts)))
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := u.Feed(context.Background(), point.Tracing, pts); err != nil {
+			if err := feed(u); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
-	b.ReportMetric(float64(b.N*len(pts))/b.Elapsed().Seconds(), "points/s")
+	b.ReportMetric(float64(b.N*points)/b.Elapsed().Seconds(), "points/s")
 	close(stop)
 	<-drained
 	u.accepting.Store(false)

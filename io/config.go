@@ -52,7 +52,7 @@ type OutputConfig struct {
 	MaxFiles  int    `toml:"max_files" doc:"file: files kept per category, the one being written included; the oldest is deleted. Default 10."`
 
 	QueueMaxBatches int           `toml:"queue_max_batches" doc:"Batches waiting in memory for this output (at most a quarter of io.queue_max_mb); beyond that (slow or failing output) the oldest go to the disk spill. Default 16."`
-	MaxInFlight     int           `toml:"max_in_flight" doc:"Requests this output sends at once. Batches sent together may arrive out of order when one is retried; the disk spill is always drained one batch at a time, in order. Ignored by file outputs, which write one batch at a time. Default 2."`
+	MaxInFlight     int           `toml:"max_in_flight" doc:"Requests this output sends at once: new batches first, then its disk spill (oldest first) with the requests they leave; while the output fails, one request at a time tries the spill's oldest batch. Batches may arrive out of order (a point written again overwrites itself). Ignored by file outputs, which write one batch at a time. Default 2."`
 	RetryInitial    time.Duration `toml:"retry_initial" doc:"First retry delay; it doubles (with jitter) up to retry_max. Default 1s."`
 	RetryMax        time.Duration `toml:"retry_max" doc:"Longest delay between two retries; also caps a server's Retry-After. Default 30s."`
 	RetryMaxElapsed time.Duration `toml:"retry_max_elapsed" doc:"After retrying this long, a batch goes to the disk spill. Default 1m."`

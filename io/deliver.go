@@ -122,18 +122,7 @@ func (w *outputWorker) dropRefused(b *batch, err error) {
 		reason = dropMalformed
 	}
 	w.counters.permanentErrors.Add(1)
-	w.counters.drop(b.cat, b.points, reason)
-	limiter, msg := &w.permLog, "io: output rejected a batch (an HTTP 4xx that retrying cannot change); dropped"
-	switch reason {
-	case dropMalformed:
-		limiter, msg = &w.refusedLog, "io: output refused a line as malformed; dropped (the other lines of its batch are sent without it)"
-	case dropTooLarge:
-		limiter, msg = &w.refusedLog, "io: output refused a line as too large; dropped (the other lines of its batch are sent without it)"
-	}
-	if ok, n := limiter.allow(); ok {
-		w.log.Error(msg, "url", w.sender.location(), "err", err, "points", b.points,
-			"category", b.cat.String(), "reason", reason.String(), "suppressed", n)
-	}
+	w.drop(b.cat, b.points, reason, err)
 }
 
 // noteFailure records a failed attempt for Stats and logs it at once when the output

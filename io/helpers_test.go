@@ -12,7 +12,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +94,23 @@ func (l *logBuffer) find(level string, texts ...string) []string {
 	}
 	return out
 }
+
+// pointsLogged sums the points= of log lines (drop lines: they add up to the counters).
+func pointsLogged(t testing.TB, lines []string) int64 {
+	t.Helper()
+	var n int64
+	for _, line := range lines {
+		m := pointsAttr.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("no points= in %q", line)
+		}
+		v, _ := strconv.ParseInt(m[1], 10, 64)
+		n += v
+	}
+	return n
+}
+
+var pointsAttr = regexp.MustCompile(` points=(\d+)`)
 
 // testConfig has small intervals so tests run fast; outputs get fastRetries unless set.
 func testConfig(outs ...OutputConfig) Config {
@@ -191,6 +211,30 @@ func wantSeq(t testing.TB, got []int64, from, to int) {
 }
 
 func head(s []int64) []int64 { return s[:min(len(s), 20)] }
+
+// wantOnce fails unless got holds from..to-1 exactly once each, in any order: once anything
+// was spilled, newer memory batches may go before older spilled ones.
+func wantOnce(t testing.TB, got []int64, from, to int) {
+	t.Helper()
+	sorted := slices.Clone(got)
+	slices.Sort(sorted)
+	wantSeq(t, sorted, from, to)
+}
+
+// wantOrdered fails unless the seqs of got that keep selects come in increasing order.
+func wantOrdered(t testing.TB, got []int64, keep func(int64) bool) {
+	t.Helper()
+	last := int64(-1)
+	for _, s := range got {
+		if !keep(s) {
+			continue
+		}
+		if s <= last {
+			t.Fatalf("seq %d after %d: order broken (%v...)", s, last, head(got))
+		}
+		last = s
+	}
+}
 
 // diffPoints compares exact values: name, tags, field kinds and values, time.
 func diffPoints(got, want []*point.Point) string {

@@ -120,8 +120,8 @@ func TestMemoryBoundedWhileOutputBlocked(t *testing.T) {
 
 // TestConcurrentFeedDeliversEachPointOnce: many goroutines feed at once into an output that
 // fails one request in five and overflows to its spill; every point arrives exactly once.
-// With one request in flight each feeder's points also arrive in order; with four they may
-// not (a retried batch arrives after later ones).
+// Order is not checked: newer memory batches go before older spilled ones, and with four
+// requests in flight a retried batch arrives after later ones.
 func TestConcurrentFeedDeliversEachPointOnce(t *testing.T) {
 	for _, inFlight := range []int{1, 4} {
 		t.Run(fmt.Sprintf("max_in_flight=%d", inFlight), func(t *testing.T) {
@@ -141,7 +141,7 @@ func TestConcurrentFeedDeliversEachPointOnce(t *testing.T) {
 			feedConcurrently(t, u, feeders, perFeeder, 7, nil)
 			waitFor(t, "every point", func() bool { return outputStats(u, "dataway").PointsSent >= feeders*perFeeder })
 			stopUploader(t, u)
-			checkOncePerFeeder(t, seqOf(t, s.delivered("")), feeders, perFeeder, inFlight == 1)
+			checkOncePerFeeder(t, seqOf(t, s.delivered("")), feeders, perFeeder, false)
 			if st := outputStats(u, "dataway"); st.Retries == 0 || len(st.Dropped) != 0 {
 				t.Fatalf("stats %+v: want retries and no drop", st)
 			}

@@ -2,34 +2,47 @@ package io
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/apmkit/apmkit/point"
 )
 
 // outputWorker owns one output: a bounded in-memory queue of batches, a disk spill, up to
 // max_in_flight sender goroutines and a spill writer, so one slow or failing output never
 // blocks another output or the intake.
 //
-// Ordering: the output's batches form one FIFO whose older part may be on disk (the spill)
-// and whose newer part is in memory. Every batch gets the next output sequence number when
-// it is queued, and its spill file is named by it, so the disk keeps FIFO order however a
-// batch gets there:
-//   - the spill writer moves the OLDEST memory batches to the disk when the memory queue
-//     is over its bounds (queue_max_batches, a quarter of queue_max_mb): memory stays newer
-//     than disk, and the intake never waits for the disk;
-//   - a batch a sender could not deliver (retry_max_elapsed, stop) is spilled under its own
-//     number, ahead of the newer batches already there.
+// Scheduling. Every batch gets the next output sequence number when it is queued; its spill
+// file is named by it, so the spill keeps the batches in the order they were queued however
+// they get there:
+//   - the spill writer moves the OLDEST memory batches to the disk only when the memory queue
+//     is over its bounds (queue_max_batches, a quarter of queue_max_mb): the output does not
+//     keep up, or it fails. The intake never waits for the disk;
+//   - a batch a sender could not deliver (retry_max_elapsed, configuration error, stop) is
+//     spilled under its own number, among the older batches.
 //
-// Senders take memory batches only while the spill is empty and nothing is being written
-// to it; otherwise one sender at a time delivers the spill's oldest batch, and only when no
-// memory batch is in flight, so the spill drains strictly in order. With max_in_flight 1
-// delivery is in feed order; with more, batches sent at the same time may arrive out of
-// order (one that is retried arrives after later ones), the spill drain stays in order.
-// Apart from a request cut off by the stop deadline after the server got it, each batch is
-// delivered once.
+// While the output works (its last attempt was delivered), senders take the memory queue
+// first, oldest first, and the senders with nothing in memory deliver the spill, oldest
+// first, each its own batch: up to max_in_flight spill requests at once. New batches are not
+// held behind the spill, so nothing new is spilled while the output keeps up, and the spill
+// drains with the capacity the input leaves. While the output fails (its last attempt
+// failed) and the spill holds batches, one sender at a time tries the spill's oldest batch
+// (the probe, with backoff) and the memory queue overflows to the disk; the first success
+// puts every sender back to work.
+//
+// Order. Within the memory queue and within the spill, batches are sent oldest first; but a
+// memory batch goes before older spilled ones, and batches sent at once (max_in_flight) may
+// arrive in any order, a retried one after later ones. With one request at a time (file
+// outputs, max_in_flight 1) delivery is in feed order, the spill first. Order across
+// batches does not change what the database holds: a point is its series and timestamp,
+// written again it overwrites itself.
+// What is guaranteed: each batch is delivered once, apart from a request cut off by the stop
+// deadline after the server got it; after kill -9, spilled batches at least once (a spill
+// file's progress is recorded on disk only at a graceful stop).
 type outputWorker struct {
 	name        string
 	typ         string
@@ -37,12 +50,10 @@ type outputWorker struct {
 	sender      sender
 	spill       *spillQueue
 	counters    *outputCounters
+	drops       *dropLog // every loss of this output, one line a minute per reason
 	log         *slog.Logger
-	permLog     logLimiter // permanent errors: at most one log line a minute
-	refusedLog  logLimiter // lines refused as malformed or too large
 	failLog     logLimiter // failed attempts (network, 5xx...): the first one at once
 	configLog   logLimiter // configuration errors (401, 403, database not found...)
-	spillLog    logLimiter // spill write failures
 	maxMemBytes int64
 	// failureLogged: a failure was logged since the last delivery, so the recovery is too.
 	failureLogged atomic.Bool
@@ -55,8 +66,8 @@ type outputWorker struct {
 	nextSeq   uint64
 	writing   int  // batches the spill writer took from memory and is writing
 	fresh     int  // memory batches being sent
-	draining  bool // a sender is delivering the spill's oldest batch
-	gaveUp    bool // stopping and the spill's oldest batch failed: the spill waits for the next run
+	draining  int  // senders delivering a spilled batch (or waiting to retry one)
+	gaveUp    bool // stopping and a spilled batch failed: the spill waits for the next run
 	stopping  bool // Stop: deliver what is left, then exit
 	aborted   bool // the stop deadline passed: abort, spill what is left
 	finishing bool // the spill writer writes all of memory and exits
@@ -73,17 +84,7 @@ type outputWorker struct {
 	senders    sync.WaitGroup
 	writerDone chan struct{}
 
-	probe backoff // delays between attempts on the spill's oldest batch (one drainer at a time)
-	// resume is the spill's oldest batch, split after a malformed answer, with the pieces
-	// not yet delivered when the output then failed: the next attempt goes on from there
-	// instead of sending the delivered pieces again. Only the drainer (one at a time) uses it.
-	resume *resumable
-}
-
-// resumable is a split spill batch being delivered.
-type resumable struct {
-	at spillEntry
-	d  *delivery
+	probe backoff // delays between failed attempts on spilled batches, under mu
 }
 
 // queuedBatch is a batch in one output's FIFO.
@@ -93,7 +94,9 @@ type queuedBatch struct {
 	size int64
 }
 
-func newOutputWorker(cfg OutputConfig, s sender, spill *spillQueue, counters *outputCounters, maxMemBytes int64, log *slog.Logger) *outputWorker {
+// newOutputWorker: log is the output's logger (with its name), drops the log of its losses
+// (shared with its spill).
+func newOutputWorker(cfg OutputConfig, s sender, spill *spillQueue, counters *outputCounters, drops *dropLog, maxMemBytes int64, log *slog.Logger) *outputWorker {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &outputWorker{
 		name:        cfg.Name,
@@ -102,12 +105,10 @@ func newOutputWorker(cfg OutputConfig, s sender, spill *spillQueue, counters *ou
 		sender:      s,
 		spill:       spill,
 		counters:    counters,
-		log:         log.With("output", cfg.Name),
-		permLog:     logLimiter{every: time.Minute},
-		refusedLog:  logLimiter{every: time.Minute},
+		drops:       drops,
+		log:         log,
 		failLog:     logLimiter{every: time.Minute},
 		configLog:   logLimiter{every: time.Minute},
-		spillLog:    logLimiter{every: time.Minute},
 		outageLog:   logLimiter{every: time.Minute},
 		maxMemBytes: max(maxMemBytes, 1),
 		stopCh:      make(chan struct{}),
@@ -156,13 +157,15 @@ func (w *outputWorker) enqueue(b *batch) {
 	w.changed.Broadcast()
 }
 
-// job is what a sender does next: a memory batch, or the spill's oldest batch.
+// job is what a sender does next: a memory batch, or a spilled one.
 type job struct {
 	q         queuedBatch
+	e         spillEntry
 	fromSpill bool
 }
 
-// nextJob waits for work; false means the sender should exit.
+// nextJob waits for work (see outputWorker: memory first, then the spill; while the output
+// fails, one probe of the spill); false means the sender should exit.
 func (w *outputWorker) nextJob() (job, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -170,24 +173,44 @@ func (w *outputWorker) nextJob() (job, bool) {
 		if w.aborted {
 			return job{}, false
 		}
-		if w.writing > 0 || !w.spill.empty() {
+		spilled := w.writing > 0 || !w.spill.empty()
+		switch {
+		case spilled && w.failingLocked():
 			if w.stopping && w.gaveUp {
 				return job{}, false
 			}
-			// Batches the spill writer is writing are newer than those on disk: the
-			// oldest may go while it writes. Fresh batches in flight are older, and may
-			// still land in the spill: the drain waits for them.
-			if !w.draining && w.fresh == 0 && !w.spill.empty() {
-				w.draining = true
-				return job{fromSpill: true}, true
+			if w.draining == 0 {
+				if e, ok := w.spill.peek(); ok {
+					w.draining++
+					return job{e: e, fromSpill: true}, true
+				}
 			}
-		} else if len(w.memory) > 0 {
+		case len(w.memory) > 0 && !(spilled && w.cfg.inFlight() == 1):
+			// With one request at a time (files, max_in_flight 1) delivery stays in feed
+			// order: the spill, older than memory, goes first (below).
 			return job{q: w.popLocked()}, true
-		} else if w.stopping {
+		case w.stopping && w.gaveUp:
 			return job{}, false
+		default:
+			if e, ok := w.spill.peek(); ok {
+				w.draining++
+				return job{e: e, fromSpill: true}, true
+			}
+			// Stopping, a sender exits once nothing is left to take. Batches the spill
+			// writer is writing will be there to deliver: wait for them. A spilled batch
+			// another sender is delivering comes back only if it fails, which ends the
+			// stop's delivery of the spill anyway (gaveUp).
+			if w.stopping && w.writing == 0 {
+				return job{}, false
+			}
 		}
 		w.changed.Wait()
 	}
+}
+
+// failingLocked: the output's last attempt failed (retryable or configuration error).
+func (w *outputWorker) failingLocked() bool {
+	return outputHealth(w.counters.health.Load()) != healthOK
 }
 
 func (w *outputWorker) popLocked() queuedBatch {
@@ -208,17 +231,20 @@ func (w *outputWorker) runSender() {
 			return
 		}
 		if j.fromSpill {
-			more := w.deliverSpilled()
+			more := w.deliverSpilled(j.e)
 			w.mu.Lock()
-			w.draining = false
+			w.draining--
 			w.gaveUp = w.gaveUp || !more
 			w.changed.Broadcast()
 			w.mu.Unlock()
 			continue
 		}
-		w.deliverFresh(j.q)
+		delivered := w.deliverFresh(j.q)
 		w.mu.Lock()
 		w.fresh--
+		if delivered {
+			w.probe.reset() // the next outage's probes start from retry_initial again
+		}
 		w.changed.Broadcast()
 		w.mu.Unlock()
 	}
@@ -271,8 +297,9 @@ func (w *outputWorker) stoppingNow() bool {
 
 // deliverFresh sends a memory batch, retrying with backoff up to retry_max_elapsed; then
 // (or when stopping, or at once on a configuration error, which retrying soon will not fix)
-// what is left of it goes to the spill under its own sequence number.
-func (w *outputWorker) deliverFresh(q queuedBatch) {
+// what is left of it goes to the spill under its own sequence number. It reports whether
+// the batch was delivered (or refused for good).
+func (w *outputWorker) deliverFresh(q queuedBatch) bool {
 	start := time.Now()
 	bo := backoff{initial: w.cfg.RetryInitial, max: w.cfg.RetryMax}
 	d := &delivery{b: q.b}
@@ -280,27 +307,31 @@ func (w *outputWorker) deliverFresh(q queuedBatch) {
 		err := w.attempt(d)
 		if err == nil {
 			q.b.release()
-			return
+			return true
 		}
 		if classOf(err) == classConfig {
 			w.spillRest(q, d, "configuration error: see the ERROR line")
-			return
+			return false
 		}
 		// While stopping, a failing output is not retried: its batches go straight to the
 		// spill, so a dead output cannot hold shutdown for the whole stop_timeout.
+		if w.ctx.Err() != nil {
+			w.spillRest(q, d, "stop_timeout reached: the request was cut short")
+			return false
+		}
 		if w.stoppingNow() {
 			w.spillRest(q, d, "stopping while the output fails")
-			return
+			return false
 		}
 		wait := w.retryDelay(&bo, err)
 		if time.Since(start)+wait > w.cfg.RetryMaxElapsed {
 			w.spillRest(q, d, "retry_max_elapsed reached")
-			return
+			return false
 		}
 		w.counters.retries.Add(1)
 		if !w.sleep(wait) {
 			w.spillRest(q, d, "stopping while the output fails")
-			return
+			return false
 		}
 	}
 }
@@ -318,46 +349,45 @@ func (w *outputWorker) spillFailed(q queuedBatch, why string) {
 	w.writeSpill([]queuedBatch{q})
 }
 
-// deliverSpilled makes one attempt with the spill's oldest batch, which doubles as the
-// probe of a failed output; it reports false when the sender should exit (stopping).
-func (w *outputWorker) deliverSpilled() bool {
-	e, ok := w.spill.peek()
-	if !ok {
-		return true
-	}
+// deliverSpilled makes one attempt with a spilled batch, which doubles as the probe of a
+// failed output; after a failure it waits the probe delay. It reports false when the sender
+// should exit (stopping).
+func (w *outputWorker) deliverSpilled(e spillEntry) bool {
 	d, err := w.spillDelivery(e)
 	if err != nil {
-		points := w.spill.dropCorrupt(e)
-		w.counters.drop(e.cat, points, dropSpillCorrupt)
 		w.counters.lastErr.set(err)
-		w.log.Error("io: spilled batches unreadable, dropped", "err", err, "points", points)
+		w.spill.dropCorrupt(e, err) // counted and logged through the spill's onDrop
 		return true
 	}
 	err = w.attempt(d)
-	w.resume = nil
 	if err == nil {
 		w.spill.complete(e)
+		w.mu.Lock()
 		w.probe.reset()
+		w.mu.Unlock()
 		w.noteRecovered()
 		return true
 	}
-	if d.split {
-		w.resume = &resumable{at: e, d: d}
+	if !d.split {
+		d = nil
 	}
-	w.spill.release()
+	w.spill.release(e, d)
 	if w.stoppingNow() {
 		return false
 	}
 	w.counters.retries.Add(1)
-	return w.sleep(w.retryDelay(&w.probe, err))
+	w.mu.Lock()
+	wait := w.retryDelay(&w.probe, err)
+	w.mu.Unlock()
+	return w.sleep(wait)
 }
 
 // spillDelivery goes on with the pieces left by the last attempt at this batch, or loads
 // it. A stop forgets the pieces: the next run sends the whole batch again, which is
 // harmless (see delivery).
 func (w *outputWorker) spillDelivery(e spillEntry) (*delivery, error) {
-	if r := w.resume; r != nil && r.at == e {
-		return r.d, nil
+	if d := w.spill.resumed(e); d != nil {
+		return d, nil
 	}
 	b, err := w.spill.load(e)
 	if err != nil {
@@ -378,7 +408,8 @@ func (w *outputWorker) noteRecovered() {
 	}
 }
 
-// noteOutageLocked logs the start of an outage once, and outages at most once a minute.
+// noteOutageLocked logs the start of an outage once, and outages at most once a minute: why
+// batches go to the spill and, if the output fails, its state and last error.
 func (w *outputWorker) noteOutageLocked(why string) {
 	if w.outage || w.exited {
 		return
@@ -389,9 +420,29 @@ func (w *outputWorker) noteOutageLocked(why string) {
 		return
 	}
 	w.outageLogged = true
-	text, _ := w.counters.lastErr.get()
-	w.log.Warn("io: output behind or failing; spilling batches to disk until it catches up",
-		"reason", why, "last_error", text, "earlier_outages_not_logged", suppressed)
+	attrs := []any{"reason", why}
+	if h := outputHealth(w.counters.health.Load()); h != healthOK {
+		text, _ := w.counters.lastErr.get()
+		attrs = append(attrs, "state", h.String(), "last_error", text)
+	}
+	attrs = append(attrs, "earlier_outages_not_logged", suppressed)
+	w.log.Warn("io: output behind or failing; spilling batches to disk until it catches up", attrs...)
+}
+
+// behindReasonLocked says why the memory queue is over its bounds: the output fails, or it
+// merely sends slower than the input feeds it.
+func (w *outputWorker) behindReasonLocked() string {
+	if w.failingLocked() {
+		return fmt.Sprintf("the output fails: %d batches waiting in memory", len(w.memory))
+	}
+	return fmt.Sprintf("output slower than the input: %d batches waiting in memory, %d requests in flight (max_in_flight %d)",
+		len(w.memory), w.fresh+w.draining, w.cfg.inFlight())
+}
+
+// drop counts and logs points this output lost.
+func (w *outputWorker) drop(cat point.Category, points int, reason dropReason, err error) {
+	w.counters.drop(cat, points, reason)
+	w.drops.note(cat, points, reason, err)
 }
 
 // sendOnce makes one attempt and counts its outcome; dropping refused lines is the

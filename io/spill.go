@@ -20,35 +20,80 @@ import (
 // rescanned on open, so the spill survives restarts. Beyond capacity the oldest segments are
 // deleted and counted.
 //
+// Several senders deliver from the queue at once: peek hands out the oldest batch nobody is
+// delivering, so batches go out oldest first but may complete in any order, also inside a
+// segment. A segment's file goes when its last batch is delivered; a graceful stop (close)
+// rewrites a segment delivered out of order without its delivered batches, so the next run
+// sends none of them again.
+//
 // Two processes must not share a spill folder (one apmkit per data dir).
 type spillQueue struct {
 	dir      string
 	capacity int64
 	codec    *gzipCodec
-	onDrop   func(cat point.Category, points int, reason dropReason)
+	// onDrop counts (and logs) lost points; err says why. It runs under the queue's lock.
+	onDrop func(cat point.Category, points int, reason dropReason, err error)
 	// base is the spill sequence of this run's output sequence 0: after every file a
 	// previous run left, so they are delivered first.
 	base uint64
 
-	mu       sync.Mutex
-	segs     []*spillSegment // ascending seq: segs[0] is the oldest
-	batches  int             // batches not yet delivered
-	bytes    int64           // files on disk plus writes in progress
-	inFlight *spillSegment   // its next batch is being delivered: eviction spares it
+	mu      sync.Mutex
+	segs    []*spillSegment // ascending seq: segs[0] is the oldest
+	batches int             // batches not yet delivered (those being delivered included)
+	bytes   int64           // files on disk plus writes in progress
 }
 
-// spillSegment is one spill file. name.delivered counts the batches delivered so far (the
-// file is renamed to say so only when the queue closes).
+// spillSegment is one spill file. name.delivered counts its leading batches delivered so far
+// (the file is renamed to say so only when the queue closes); with several senders, later
+// batches may be delivered before it, which state records.
 type spillSegment struct {
 	name spillName
 	file string // the name on disk
 	size int64
-	// Set when the segment is loaded for delivery.
-	data []byte
-	recs []spillRecord
+
+	// Delivery, under the queue's lock. state is made on the first peek; before, the first
+	// name.delivered batches are delivered and the others pending.
+	state  []batchState
+	busy   int // batches being delivered: eviction spares the segment
+	done   int // batches delivered, the first name.delivered included
+	resume map[int]*delivery
+
+	// Loading: once per segment, by the first sender that needs it; its result (data or
+	// error) holds for every batch of the segment.
+	loadMu  sync.Mutex
+	loaded  bool
+	loadErr error
+	data    []byte // under the queue's lock as well
+	recs    []spillRecord
 }
 
-func (g *spillSegment) remaining() int { return g.name.batches - g.name.delivered }
+// batchState is where a spilled batch is in its delivery.
+type batchState uint8
+
+const (
+	batchPending batchState = iota
+	batchBusy               // a sender is delivering it
+	batchDone               // delivered (or refused for good)
+)
+
+func (g *spillSegment) remaining() int { return g.name.batches - g.done }
+
+func (g *spillSegment) isDone(i int) bool {
+	if g.state == nil {
+		return i < g.name.delivered
+	}
+	return g.state[i] == batchDone
+}
+
+func (g *spillSegment) initState() {
+	if g.state != nil {
+		return
+	}
+	g.state = make([]batchState, g.name.batches)
+	for i := range g.name.delivered {
+		g.state[i] = batchDone
+	}
+}
 
 // remainingPoints counts the points not yet delivered (all of them until it is loaded,
 // when nothing of it can have been delivered yet).
@@ -57,13 +102,15 @@ func (g *spillSegment) remainingPoints() int {
 		return g.name.points
 	}
 	n := 0
-	for _, r := range g.recs[g.name.delivered:] {
-		n += r.points
+	for i, r := range g.recs {
+		if !g.isDone(i) {
+			n += r.points
+		}
 	}
 	return n
 }
 
-// spillEntry is the batch being delivered: a segment's next batch.
+// spillEntry is a batch being delivered.
 type spillEntry struct {
 	seg   *spillSegment
 	cat   point.Category
@@ -83,7 +130,7 @@ type spillItem struct {
 const segmentMaxBytes = 4 << 20
 
 // openSpillQueue creates the folder or picks up what a previous run left in it.
-func openSpillQueue(dir string, capacity int64, codec *gzipCodec, onDrop func(point.Category, int, dropReason)) (*spillQueue, error) {
+func openSpillQueue(dir string, capacity int64, codec *gzipCodec, onDrop func(point.Category, int, dropReason, error)) (*spillQueue, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("spill: %w", err)
 	}
@@ -118,9 +165,10 @@ func (s *spillQueue) scan() (uint64, error) {
 		if err != nil {
 			continue
 		}
-		g := &spillSegment{name: n, file: name, size: info.Size()}
+		g := &spillSegment{name: n, file: name, size: info.Size(), done: n.delivered}
 		if n.delivered > 0 {
-			s.loadSegment(g) // its remaining points are in the file; an error shows on delivery
+			// Its remaining points are in the file; an error shows on delivery.
+			g.loadErr, g.loaded = s.loadSegment(g), true
 		}
 		s.segs = append(s.segs, g)
 		s.batches += g.remaining()
@@ -145,20 +193,21 @@ func compareUint(a, b uint64) int {
 // order among those already spilled (a batch a sender gave up on goes ahead of newer ones
 // the spill writer stored meanwhile). Consecutive batches of one category share a file; files
 // are written and fsynced concurrently and share one folder sync. It returns how many
-// batches were stored; drops are counted through onDrop and the error is for the log.
+// batches were stored; every loss is counted and explained through onDrop, and the error
+// joins the write errors (not the evictions: a full spill is no error of the disk).
 func (s *spillQueue) pushGroup(items []spillItem) (int, error) {
-	keep, errs := s.reserve(items)
-	segs, files, err := s.buildSegments(items, keep)
-	errs = append(errs, err...)
+	keep := s.reserve(items)
+	segs, files, errs := s.buildSegments(items, keep)
 	writeFilesAtomic(s.dir, files)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	written := 0
 	for i, g := range segs {
 		if files[i].err != nil {
+			err := fmt.Errorf("spill: %w", files[i].err)
 			s.bytes -= g.size
-			s.onDrop(g.name.cat, g.name.points, dropSpillError)
-			errs = append(errs, fmt.Errorf("spill: %w", files[i].err))
+			s.onDrop(g.name.cat, g.name.points, dropSpillError, err)
+			errs = append(errs, err)
 			continue
 		}
 		s.insertLocked(g)
@@ -176,11 +225,10 @@ func memberSize(it spillItem) int64 {
 // comes from the oldest segments on disk, then from the oldest items of this group (a group
 // larger than the capacity keeps its newest batches); an item that cannot fit even alone is
 // dropped. Dropped items are counted; keep says which remain.
-func (s *spillQueue) reserve(items []spillItem) ([]bool, []error) {
+func (s *spillQueue) reserve(items []spillItem) []bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keep := make([]bool, len(items))
-	var errs []error
 	for i, it := range items {
 		size := memberSize(it)
 		fits := s.evictLocked(size)
@@ -188,14 +236,19 @@ func (s *spillQueue) reserve(items []spillItem) ([]bool, []error) {
 			fits = s.evictLocked(size)
 		}
 		if !fits {
-			s.onDrop(it.cat, it.points, dropSpillFull)
-			errs = append(errs, fmt.Errorf("spill: a %d-byte batch does not fit in capacity %d bytes", size, s.capacity))
+			s.onDrop(it.cat, it.points, dropSpillFull,
+				fmt.Errorf("spill: a %d-byte batch does not fit in capacity_mb (%d bytes) beside the batches being delivered", size, s.capacity))
 			continue
 		}
 		keep[i] = true
 		s.bytes += size
 	}
-	return keep, errs
+	return keep
+}
+
+// errSpillFull explains an eviction.
+func (s *spillQueue) errSpillFull() error {
+	return fmt.Errorf("spill: capacity_mb reached (%d bytes): the oldest batches make room for new ones", s.capacity)
 }
 
 // skipOldestLocked gives up the oldest kept item of the group; false if none.
@@ -204,7 +257,7 @@ func (s *spillQueue) skipOldestLocked(items []spillItem, keep []bool) bool {
 		if keep[j] {
 			keep[j] = false
 			s.bytes -= memberSize(it)
-			s.onDrop(it.cat, it.points, dropSpillFull)
+			s.onDrop(it.cat, it.points, dropSpillFull, s.errSpillFull())
 			return true
 		}
 	}
@@ -221,7 +274,7 @@ func (s *spillQueue) buildSegments(items []spillItem, keep []bool) ([]*spillSegm
 			continue
 		}
 		if err := b.add(items[i:], keep[i:]); err != nil {
-			s.unreserve(it, dropSpillError)
+			s.unreserve(it, err)
 			errs = append(errs, err)
 		}
 	}
@@ -287,11 +340,11 @@ func segmentBytes(items []spillItem, keep []bool, limit int64) int64 {
 	return n
 }
 
-func (s *spillQueue) unreserve(it spillItem, reason dropReason) {
+func (s *spillQueue) unreserve(it spillItem, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bytes -= memberSize(it)
-	s.onDrop(it.cat, it.points, reason)
+	s.onDrop(it.cat, it.points, dropSpillError, err)
 }
 
 func (s *spillQueue) insertLocked(g *spillSegment) {
@@ -305,19 +358,16 @@ func (s *spillQueue) insertLocked(g *spillSegment) {
 	s.segs = slices.Insert(s.segs, i, g)
 }
 
-// evictLocked deletes the oldest segments (sparing the one in flight) until need more
+// evictLocked deletes the oldest segments (sparing those being delivered) until need more
 // bytes fit. It reports whether they fit.
 func (s *spillQueue) evictLocked(need int64) bool {
 	for s.bytes+need > s.capacity {
-		i := 0
-		if i < len(s.segs) && s.segs[i] == s.inFlight {
-			i++
-		}
-		if i >= len(s.segs) {
+		i := slices.IndexFunc(s.segs, func(g *spillSegment) bool { return g.busy == 0 })
+		if i < 0 {
 			return false
 		}
 		g := s.segs[i]
-		s.onDrop(g.name.cat, g.remainingPoints(), dropSpillFull)
+		s.onDrop(g.name.cat, g.remainingPoints(), dropSpillFull, s.errSpillFull())
 		s.removeLocked(i)
 	}
 	return true
@@ -329,20 +379,28 @@ func (s *spillQueue) removeLocked(i int) {
 	s.segs = slices.Delete(s.segs, i, i+1)
 	s.bytes -= g.size
 	s.batches -= g.remaining()
-	g.data, g.recs = nil, nil
+	g.data, g.recs, g.resume = nil, nil, nil
 }
 
-// peek returns the oldest batch and marks its segment in flight until complete, drop or
-// release.
+// peek returns the oldest batch nobody is delivering and marks it busy until complete,
+// dropCorrupt or release; false when every batch left is being delivered.
 func (s *spillQueue) peek() (spillEntry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.segs) == 0 {
-		return spillEntry{}, false
+	for _, g := range s.segs {
+		if g.remaining() == g.busy {
+			continue // every batch left is being delivered
+		}
+		g.initState()
+		for i := g.name.delivered; i < g.name.batches; i++ {
+			if g.state[i] == batchPending {
+				g.state[i] = batchBusy
+				g.busy++
+				return spillEntry{seg: g, cat: g.name.cat, index: i}, true
+			}
+		}
 	}
-	s.inFlight = s.segs[0]
-	g := s.segs[0]
-	return spillEntry{seg: g, cat: g.name.cat, index: g.name.delivered}, true
+	return spillEntry{}, false
 }
 
 // load returns the entry's batch, reading its segment on first need. The CRC in the name
@@ -353,17 +411,26 @@ func (s *spillQueue) load(e spillEntry) (*batch, error) {
 	if g.name.legacy {
 		return s.loadLegacy(g)
 	}
-	if g.data == nil {
-		if err := s.loadSegment(g); err != nil {
-			return nil, err
-		}
+	g.loadMu.Lock()
+	if !g.loaded {
+		g.loadErr, g.loaded = s.loadSegment(g), true
 	}
-	r := g.recs[g.name.delivered]
+	err := g.loadErr
+	g.loadMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.index >= len(g.recs) { // cannot happen: a busy segment is neither evicted nor removed
+		return nil, fmt.Errorf("spill: %s: batch %d is gone", g.file, e.index)
+	}
+	r := g.recs[e.index]
 	return &batch{cat: g.name.cat, points: r.points, codec: s.codec, gz: plainMember(g.data[r.off:r.end])}, nil
 }
 
-// loadSegment reads and indexes a segment; only the goroutine delivering the spill (or
-// open) calls it, and eviction spares the segment in flight.
+// loadSegment reads and indexes a segment: once (see load), and eviction spares a segment
+// being delivered.
 func (s *spillQueue) loadSegment(g *spillSegment) error {
 	data, err := os.ReadFile(filepath.Join(s.dir, g.file))
 	if err != nil {
@@ -402,48 +469,90 @@ func (s *spillQueue) loadLegacy(g *spillSegment) (*batch, error) {
 func (s *spillQueue) complete(e spillEntry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inFlight = nil
 	g := e.seg
+	if !s.unbusyLocked(e) {
+		return
+	}
 	i := slices.Index(s.segs, g)
 	if i < 0 {
 		return
 	}
-	g.name.delivered++
+	g.state[e.index] = batchDone
+	g.done++
 	s.batches--
+	delete(g.resume, e.index)
+	for g.name.delivered < g.name.batches && g.state[g.name.delivered] == batchDone {
+		g.name.delivered++
+	}
 	if g.remaining() == 0 {
 		s.removeLocked(i)
 	}
 }
 
-// dropCorrupt deletes the entry's segment, which cannot be read, and returns the points
-// lost with it.
-func (s *spillQueue) dropCorrupt(e spillEntry) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inFlight = nil
-	i := slices.Index(s.segs, e.seg)
-	if i < 0 {
-		return 0
+// unbusyLocked ends the entry's delivery; false if it was not being delivered.
+func (s *spillQueue) unbusyLocked(e spillEntry) bool {
+	g := e.seg
+	if g.state == nil || g.state[e.index] != batchBusy {
+		return false
 	}
-	points := e.seg.remainingPoints()
-	s.removeLocked(i)
-	return points
+	g.state[e.index] = batchPending
+	g.busy--
+	return true
 }
 
-// release keeps a batch that could not be delivered yet.
-func (s *spillQueue) release() {
+// dropCorrupt deletes the entry's segment, which cannot be read (err), and counts the points
+// lost with it. Every batch of the segment fails to load alike (see load), so no other
+// sender can be delivering one of them.
+func (s *spillQueue) dropCorrupt(e spillEntry, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inFlight = nil
+	s.unbusyLocked(e)
+	i := slices.Index(s.segs, e.seg)
+	if i < 0 {
+		return
+	}
+	s.onDrop(e.cat, e.seg.remainingPoints(), dropSpillCorrupt, err)
+	s.removeLocked(i)
+}
+
+// release keeps a batch that could not be delivered yet; d, when not nil, is what is left of
+// it after a split (see outputWorker.spillDelivery).
+func (s *spillQueue) release(e spillEntry, d *delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.unbusyLocked(e) || !slices.Contains(s.segs, e.seg) {
+		return
+	}
+	if d != nil {
+		if e.seg.resume == nil {
+			e.seg.resume = map[int]*delivery{}
+		}
+		e.seg.resume[e.index] = d
+	}
+}
+
+// resumed returns what a split left of the entry's batch, if anything.
+func (s *spillQueue) resumed(e spillEntry) *delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return e.seg.resume[e.index]
 }
 
 // close records a segment a stop cut (some batches delivered) in its file name, so the next
-// run starts after them.
+// run starts after them; a segment delivered out of order is rewritten without its delivered
+// batches (or, if that fails, keeps them: they will be sent again).
 func (s *spillQueue) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
 	for _, g := range s.segs {
+		if g.done > g.name.delivered {
+			err := s.compactLocked(g)
+			if err == nil {
+				continue
+			}
+			errs = append(errs, err)
+		}
 		if name := g.name.String(); name != g.file {
 			if err := os.Rename(filepath.Join(s.dir, g.file), filepath.Join(s.dir, name)); err != nil {
 				errs = append(errs, fmt.Errorf("spill: %w", err))
@@ -453,6 +562,41 @@ func (s *spillQueue) close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// compactLocked replaces a segment's file by one of its batches not yet delivered. The new
+// file is in place before the old one goes: a crash between the two sends batches twice,
+// never loses one.
+func (s *spillQueue) compactLocked(g *spillSegment) error {
+	if g.recs == nil {
+		return fmt.Errorf("spill: %s: not loaded", g.file)
+	}
+	var data []byte
+	n := spillName{cat: g.name.cat}
+	for i, r := range g.recs {
+		if g.isDone(i) {
+			continue
+		}
+		if n.batches == 0 {
+			// At or below the batch's own sequence, above every older segment's.
+			n.seq = g.name.seq + uint64(i)
+		}
+		data = append(data, g.data[r.off:r.end]...)
+		n.points += r.points
+		n.batches++
+	}
+	n.crc = crc32.ChecksumIEEE(data)
+	files := []pendingFile{{name: n.String(), data: data}}
+	writeFilesAtomic(s.dir, files)
+	if err := files[0].err; err != nil {
+		return fmt.Errorf("spill: %s: %w", g.file, err)
+	}
+	_ = os.Remove(filepath.Join(s.dir, g.file))
+	s.bytes += int64(len(data)) - g.size
+	g.name, g.file, g.size = n, files[0].name, int64(len(data))
+	g.state, g.done, g.data, g.recs, g.resume = nil, 0, nil, nil, nil
+	g.loaded, g.loadErr = false, nil
+	return nil
 }
 
 // size returns the batches and bytes held.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,7 +30,8 @@ func switchableSink(t *testing.T) (*sink, *atomic.Bool) {
 }
 
 // TestSpillSurvivesRestartInOrder: output down -> points on disk -> stop -> a new Uploader
-// on the same data dir (an apmkit restart) -> output up -> every point exactly once, in order.
+// on the same data dir (an apmkit restart) -> output up -> every point exactly once, the
+// spilled ones in order (new points may go first: memory batches do not wait for the spill).
 func TestSpillSurvivesRestartInOrder(t *testing.T) {
 	s, up := switchableSink(t)
 	dataDir := t.TempDir()
@@ -55,7 +57,9 @@ func TestSpillSurvivesRestartInOrder(t *testing.T) {
 	waitFor(t, "all points", func() bool { return s.deliveredCount() >= 150 })
 	stopUploader(t, second)
 
-	wantSeq(t, seqOf(t, s.delivered("/v1/write/tracing")), 0, 150)
+	got := seqOf(t, s.delivered("/v1/write/tracing"))
+	wantOnce(t, got, 0, 150)
+	wantOrdered(t, got, func(s int64) bool { return s < 100 })
 	if st := outputStats(second, "dataway"); st.SpillBatches != 0 || st.SpillBytes != 0 || st.PointsSent != 150 {
 		t.Fatalf("after drain: %+v", st)
 	}
@@ -114,7 +118,7 @@ func TestSpillQueueEvictsOldestKeepsNewest(t *testing.T) {
 	size := func(b *batch) int64 { gz, _ := b.gzipBytes(1); return int64(len(gz)) }
 	capacity := 2*size(mk(0)) + size(mk(0))/2 // room for two batches
 	dir := t.TempDir()
-	q, err := openSpillQueue(dir, capacity, codec, func(c point.Category, n int, r dropReason) { dropped[r] += n })
+	q, err := openSpillQueue(dir, capacity, codec, func(c point.Category, n int, r dropReason, _ error) { dropped[r] += n })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +142,7 @@ func TestSpillQueueEvictsOldestKeepsNewest(t *testing.T) {
 func TestSpillQueueOrdersBySequenceAndRescans(t *testing.T) {
 	codec := &gzipCodec{}
 	dir := t.TempDir()
-	noDrop := func(point.Category, int, dropReason) { t.Error("unexpected drop") }
+	noDrop := func(point.Category, int, dropReason, error) { t.Error("unexpected drop") }
 	q, err := openSpillQueue(dir, 1<<20, codec, noDrop)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +189,7 @@ func TestSpillQueueReadsOldNames(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, old.String()), gz, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	q, err := openSpillQueue(dir, 1<<20, codec, func(point.Category, int, dropReason) { t.Error("unexpected drop") })
+	q, err := openSpillQueue(dir, 1<<20, codec, func(point.Category, int, dropReason, error) { t.Error("unexpected drop") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +231,7 @@ func TestSpillCorruptBatchDroppedAndCounted(t *testing.T) {
 func TestSpillSegmentResumesAfterStop(t *testing.T) {
 	codec := &gzipCodec{}
 	dir := t.TempDir()
-	noDrop := func(point.Category, int, dropReason) { t.Error("unexpected drop") }
+	noDrop := func(point.Category, int, dropReason, error) { t.Error("unexpected drop") }
 	q, err := openSpillQueue(dir, 1<<20, codec, noDrop)
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +279,8 @@ func TestSpillSegmentResumesAfterStop(t *testing.T) {
 }
 
 // TestSpillCapacityEndToEnd: a down output with a 1 MiB spill and ~3 MiB of incompressible
-// batches keeps the newest, drops the oldest, counts them, and delivers the rest in order.
+// batches keeps the newest, drops the oldest, counts and logs them, and delivers the rest in
+// order.
 func TestSpillCapacityEndToEnd(t *testing.T) {
 	s, up := switchableSink(t)
 	dataDir := t.TempDir()
@@ -291,7 +296,8 @@ func TestSpillCapacityEndToEnd(t *testing.T) {
 	for _, p := range pts {
 		p.AddField(point.String("payload", randomHex(t, 3000))) // ~1.5 KiB gzip'd per point
 	}
-	first := startUploader(t, cfg, dataDir)
+	logs, log := newLogBuffer(t)
+	first := startUploaderWith(t, cfg, dataDir, log, prometheus.NewRegistry())
 	for i := 0; i < total; i += 100 {
 		feed(t, first, point.Tracing, pts[i:i+100])
 	}
@@ -300,6 +306,10 @@ func TestSpillCapacityEndToEnd(t *testing.T) {
 	droppedFull := st.Dropped["spill_full"]
 	if droppedFull == 0 || st.SpillBytes > 1<<20 {
 		t.Fatalf("stats %+v: want spill_full drops and at most 1 MiB on disk", st)
+	}
+	// Logged at once, then summed (here at Stop): the lines add up to the counter.
+	if lines := logs.find("ERROR", "disk spill full", "reason=spill_full", "output=dataway", "capacity_mb"); pointsLogged(t, lines) != droppedFull {
+		t.Fatalf("spill_full lines %q: want %d points in all", lines, droppedFull)
 	}
 
 	up.Store(true)
@@ -324,8 +334,8 @@ func randomHex(t testing.TB, n int) string {
 }
 
 // TestGracefulStopLosesNothing: an output that takes three batches then hangs, a stop
-// with a short deadline: every point is delivered or spilled, and after a restart all of
-// them arrive exactly once, in order.
+// with a short deadline: every point is delivered or spilled, the spill in order, and after
+// a restart all of them arrive exactly once, in order (only the spill is left to send).
 func TestGracefulStopLosesNothing(t *testing.T) {
 	healthy := &atomic.Bool{}
 	var s *sink
@@ -354,13 +364,18 @@ func TestGracefulStopLosesNothing(t *testing.T) {
 
 	delivered := seqOf(t, s.delivered(""))
 	spilled := seqOf(t, spilledPoints(t, dataDir, "dataway"))
-	wantSeq(t, append(delivered, spilled...), 0, total)
+	wantOnce(t, append(slices.Clone(delivered), spilled...), 0, total)
+	wantOrdered(t, spilled, func(int64) bool { return true })
 
 	healthy.Store(true)
 	second := startUploader(t, cfg, dataDir)
 	waitFor(t, "spill drained", func() bool { return s.deliveredCount() >= total })
 	stopUploader(t, second)
-	wantSeq(t, seqOf(t, s.delivered("")), 0, total)
+	got := seqOf(t, s.delivered(""))
+	wantOnce(t, got, 0, total)
+	if !slices.Equal(got[len(delivered):], spilled) {
+		t.Fatalf("the second run delivered %v..., want the spill in order, %v...", head(got[len(delivered):]), head(spilled))
+	}
 }
 
 // TestFailingOutputDoesNotBlockAnother: one output hangs on every request; the other still
@@ -394,7 +409,8 @@ func TestFailingOutputDoesNotBlockAnother(t *testing.T) {
 		t.Fatalf("down output: %+v, want nothing sent and batches spilled", st)
 	}
 	stopUploader(t, u)
-	wantSeq(t, seqOf(t, good.delivered("")), 0, total)
+	// The healthy output may spill a burst too: its newer batches go first.
+	wantOnce(t, seqOf(t, good.delivered("")), 0, total)
 	wantSeq(t, seqOf(t, spilledPoints(t, dataDir, "down")), 0, total)
 }
 
@@ -429,7 +445,7 @@ func TestStopRespectsCallerContext(t *testing.T) {
 
 // TestFailedBatchGoesBeforeNewerSpilledOnes: the worker holds the oldest batch while newer
 // ones overflow to the spill; when that batch then fails (retry budget spent, or the stop
-// deadline cuts the request) it must go to the spill head, or delivery order breaks.
+// deadline cuts the request) it must go to the spill head, or the spill's order breaks.
 func TestFailedBatchGoesBeforeNewerSpilledOnes(t *testing.T) {
 	for _, viaStop := range []bool{false, true} {
 		name := map[bool]string{false: "retry budget spent", true: "stop deadline"}[viaStop]
@@ -470,7 +486,11 @@ func TestFailedBatchGoesBeforeNewerSpilledOnes(t *testing.T) {
 			}
 			waitFor(t, "delivery", func() bool { return s.deliveredCount() >= 100 })
 			stopUploader(t, u)
-			wantSeq(t, seqOf(t, s.delivered("")), 0, 100)
+			// The spill holds every batch but maybe the newest (queue_max_batches 1 may keep
+			// it in memory, and memory goes first): it is delivered in order, from batch 0.
+			got := seqOf(t, s.delivered(""))
+			wantOnce(t, got, 0, 100)
+			wantOrdered(t, got, func(s int64) bool { return s < 90 })
 		})
 	}
 }

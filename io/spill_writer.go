@@ -1,9 +1,12 @@
 package io
 
+import "fmt"
+
 // The spill writer is one goroutine per output that moves the oldest memory batches to the
-// disk spill when the output falls behind. It exists so that neither Feed (the gRPC
-// handlers) nor the senders wait on file writes and fsyncs: the intake only appends to the
-// memory queue, which the byte budget bounds.
+// disk spill when the output falls behind: when its memory queue is over its bounds, and only
+// then (a spill that holds batches is no reason: the senders take memory batches first). It
+// exists so that neither Feed (the gRPC handlers) nor the senders wait on file writes and
+// fsyncs: the intake only appends to the memory queue, which the byte budget bounds.
 
 // spillGroupMax bounds the batches written (and fsynced together) in one go.
 const spillGroupMax = 16
@@ -35,7 +38,7 @@ func (w *outputWorker) takeForSpill() ([]queuedBatch, bool) {
 		w.changed.Wait()
 	}
 	if !w.finishing {
-		w.noteOutageLocked("the memory queue is full: the output is slow or failing")
+		w.noteOutageLocked(w.behindReasonLocked())
 	}
 	var group []queuedBatch
 	for len(group) < spillGroupMax && len(w.memory) > 0 && (w.finishing || w.overLocked(2)) {
@@ -57,14 +60,16 @@ func (w *outputWorker) overLocked(div int) bool {
 }
 
 // writeSpill compresses (once per batch, shared with the senders of other outputs) and
-// writes a group of batches, then lets go of them. Losses are counted by the spill.
+// writes a group of batches, then lets go of them. Losses are counted and logged with their
+// points and cause (see dropLog); a write error is also the output's last error.
 func (w *outputWorker) writeSpill(group []queuedBatch) {
 	items := make([]spillItem, 0, len(group))
 	for _, q := range group {
 		gz, err := q.b.gzipBytes(w.cfg.GzipLevel)
 		if err != nil {
-			w.counters.drop(q.b.cat, q.b.points, dropSpillError)
-			w.noteSpillError(err, q.b.points)
+			err = fmt.Errorf("spill: %w", err)
+			w.counters.lastErr.set(err)
+			w.drop(q.b.cat, q.b.points, dropSpillError, err)
 			continue
 		}
 		items = append(items, spillItem{seq: q.seq, cat: q.b.cat, points: q.b.points, gz: gz})
@@ -72,16 +77,9 @@ func (w *outputWorker) writeSpill(group []queuedBatch) {
 	written, err := w.spill.pushGroup(items)
 	w.counters.spilledBatches.Add(int64(written))
 	if err != nil {
-		w.noteSpillError(err, 0)
+		w.counters.lastErr.set(err)
 	}
 	for _, q := range group {
 		q.b.release()
-	}
-}
-
-func (w *outputWorker) noteSpillError(err error, points int) {
-	w.counters.lastErr.set(err)
-	if ok, n := w.spillLog.allow(); ok {
-		w.log.Error("io: spill: batch dropped", "err", err, "points", points, "suppressed", n)
 	}
 }

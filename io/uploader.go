@@ -6,6 +6,7 @@
 //	Feed (caller's goroutine: validate, encode) -> category intake (open batch, cut by
 //	points, bytes or age) --+--> output: memory queue -> senders (max_in_flight) -> gzip, send
 //	                        |             \-> spill writer (oldest batches, when behind) -> disk
+//	                        |                 (senders: memory first, then the disk spill)
 //	                        +--> output: ...
 package io
 
@@ -27,22 +28,22 @@ import (
 // Uploader ships points to the configured outputs. Create it with New, then Start; Feed is
 // safe for concurrent use; Stop flushes and is idempotent.
 type Uploader struct {
-	cfg       Config
-	dataDir   string
-	log       *slog.Logger
-	reg       prometheus.Registerer
-	metrics   *metricsCollector
-	codec     *gzipCodec
-	budget    *byteBudget
-	buffers   *bufferPool
-	intakes   []*intake           // indexed like point.Categories
-	counters  []*categoryCounters // indexed like point.Categories
-	outputs   []*outputWorker
-	routes    [][]*outputWorker // per category: the outputs that take it
-	scratch   sync.Pool         // *feedScratch: Feed's encoder and line index
-	lastErr   lastError         // uploader-level (queue full, invalid points)
-	feedLog   logLimiter
-	rejectLog logLimiter
+	cfg      Config
+	dataDir  string
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	metrics  *metricsCollector
+	codec    *gzipCodec
+	budget   *byteBudget
+	buffers  *bufferPool
+	intakes  []*intake           // indexed like point.Categories
+	counters []*categoryCounters // indexed like point.Categories
+	outputs  []*outputWorker
+	routes   [][]*outputWorker // per category: the outputs that take it
+	scratch  sync.Pool         // *feedScratch: Feed's encoder and line index
+	lastErr  lastError         // uploader-level (queue full, invalid points)
+	drops    *dropLog          // losses before any output
+	dropLogs []*dropLog        // drops and every output's: flushed at Stop
 
 	// accepting mirrors state == stateRunning for Feed, which runs on every input's hot path
 	// and should not take a lock for it.
@@ -89,10 +90,10 @@ func New(cfg Config, dataDir string, log *slog.Logger, reg prometheus.Registerer
 		// Idle batch buffers, up to a quarter of the budget: a spill group gives back up to an
 		// eighth at once, and a smaller pool let most of it go to the garbage collector
 		// while the intake allocated (and zeroed) new buffers under its lock.
-		buffers:   &bufferPool{maxBytes: int64(cfg.QueueMaxMB) << 18},
-		feedLog:   logLimiter{every: time.Minute},
-		rejectLog: logLimiter{every: time.Minute},
+		buffers: &bufferPool{maxBytes: int64(cfg.QueueMaxMB) << 18},
+		drops:   newDropLog(log, ""),
 	}
+	u.dropLogs = []*dropLog{u.drops}
 	u.scratch.New = func() any { return &feedScratch{enc: point.NewEncoder()} }
 	u.counters = make([]*categoryCounters, len(point.Categories))
 	for ci := range u.counters {
@@ -101,6 +102,7 @@ func New(cfg Config, dataDir string, log *slog.Logger, reg prometheus.Registerer
 	u.routes = make([][]*outputWorker, len(point.Categories))
 	if err := u.buildOutputs(); err != nil {
 		u.closeSenders()
+		u.flushDropLogs()
 		return nil, err
 	}
 	u.buildIntakes()
@@ -109,6 +111,7 @@ func New(cfg Config, dataDir string, log *slog.Logger, reg prometheus.Registerer
 	if reg != nil {
 		if err := reg.Register(u.metrics); err != nil {
 			u.closeSenders()
+			u.flushDropLogs()
 			return nil, fmt.Errorf("io: register metrics: %w", err)
 		}
 	}
@@ -148,14 +151,21 @@ func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
 		return nil, err
 	}
 	counters := newOutputCounters()
+	log := u.log.With("output", oc.Name)
+	drops := newDropLog(log, s.location())
+	u.dropLogs = append(u.dropLogs, drops)
+	onDrop := func(cat point.Category, points int, reason dropReason, err error) {
+		counters.drop(cat, points, reason)
+		drops.note(cat, points, reason, err)
+	}
 	dir := filepath.Join(u.dataDir, "spill", oc.Name)
-	spill, err := openSpillQueue(dir, int64(oc.CapacityMB)<<20, u.codec, counters.drop)
+	spill, err := openSpillQueue(dir, int64(oc.CapacityMB)<<20, u.codec, onDrop)
 	if err != nil {
 		_ = s.close()
 		return nil, err
 	}
 	if n, size := spill.size(); n > 0 {
-		u.log.Info("io: spilled batches from a previous run will be delivered first",
+		u.log.Info("io: spilled batches from a previous run will be delivered, beside new ones",
 			"output", oc.Name, "batches", n, "bytes", size)
 	}
 	// An output that falls behind keeps at most a quarter of the budget in its memory queue
@@ -163,7 +173,7 @@ func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
 	// concurrent Feed calls (each reserves its lines before appending them) and the other
 	// outputs moving while this one spills. With half, 500 agents' Feed calls waited on a
 	// full budget for seconds whenever the spill writer fell behind a little.
-	return newOutputWorker(oc, s, spill, counters, u.budget.max/4, u.log), nil
+	return newOutputWorker(oc, s, spill, counters, drops, u.budget.max/4, log), nil
 }
 
 func newSender(oc OutputConfig) (sender, error) {
@@ -215,14 +225,21 @@ func (u *Uploader) Start(_ context.Context) error {
 	return nil
 }
 
-// noteRejected keeps the latest invalid point's error for Stats and logs one example a
-// minute: the counts by reason are in the metrics.
-func (u *Uploader) noteRejected(err error) {
+// noteRejected counts an invalid point, keeps its error for Stats and logs it with the
+// others (one line a minute, with the latest error as an example): the counts by reason
+// are in the metrics.
+func (u *Uploader) noteRejected(counters *categoryCounters, cat point.Category, reason rejectReason, err error) {
+	counters.rejected[reason].Add(1)
+	counters.dropped[dropInvalid].Add(1)
 	err = fmt.Errorf("io: invalid point rejected: %w", err)
 	u.lastErr.set(err)
-	if ok, suppressed := u.rejectLog.allow(); ok {
-		u.log.Warn("io: invalid point rejected (counted in apmkit_io_points_rejected_total)", "err", err, "suppressed", suppressed)
-	}
+	u.drops.note(cat, 1, dropInvalid, err)
+}
+
+// dropped counts and logs points lost before any output.
+func (u *Uploader) dropped(counters *categoryCounters, cat point.Category, points int, reason dropReason, err error) {
+	counters.dropped[reason].Add(int64(points))
+	u.drops.note(cat, points, reason, err)
 }
 
 // ErrQueueFull is returned (wrapped, with the number of dropped points) by Feed when the
@@ -245,34 +262,42 @@ func (u *Uploader) Feed(ctx context.Context, cat point.Category, pts []*point.Po
 	if ci < 0 {
 		return fmt.Errorf("io: feed: %w", errUnknownCategory(cat))
 	}
-	if len(pts) == 0 {
+	return u.feedCategory(ctx, ci, len(pts), func(sc *feedScratch, done int) int {
+		return u.encodeChunk(sc, cat, u.counters[ci], pts[done:])
+	})
+}
+
+// feedCategory feeds n points of category ci that encode turns into lines, and accounts
+// for them: accepted, or dropped with the reason.
+func (u *Uploader) feedCategory(ctx context.Context, ci, n int, encode func(sc *feedScratch, done int) int) error {
+	if n == 0 {
 		return nil
 	}
+	cat := point.Categories[ci]
 	counters := u.counters[ci]
 	if len(u.routes[ci]) == 0 {
 		// The config sends this category nowhere: a choice, not an error, but visible.
-		counters.dropped[dropNoOutput].Add(int64(len(pts)))
+		u.dropped(counters, cat, n, dropNoOutput, nil)
 		return nil
 	}
 	if !u.accepting.Load() {
-		counters.dropped[dropNotRunning].Add(int64(len(pts)))
-		return fmt.Errorf("io: feed %s: %d points: %w", cat, len(pts), ErrNotRunning)
+		err := fmt.Errorf("io: feed %s: %d points: %w", cat, n, ErrNotRunning)
+		u.dropped(counters, cat, n, dropNotRunning, err)
+		return err
 	}
-	lost, err := u.feed(ctx, u.intakes[ci], pts)
-	counters.in.Add(int64(len(pts) - lost))
+	lost, err := u.feedChunks(ctx, u.intakes[ci], n, encode)
+	counters.in.Add(int64(n - lost))
 	if err == nil {
 		return nil
 	}
 	if errors.Is(err, errBudgetClosed) {
-		counters.dropped[dropNotRunning].Add(int64(lost))
-		return fmt.Errorf("io: feed %s: %d points: %w", cat, lost, ErrNotRunning)
+		err := fmt.Errorf("io: feed %s: %d points: %w", cat, lost, ErrNotRunning)
+		u.dropped(counters, cat, lost, dropNotRunning, err)
+		return err
 	}
-	counters.dropped[dropQueueFull].Add(int64(lost))
-	err = fmt.Errorf("io: feed %s: %d of %d points dropped: %w", cat, lost, len(pts), err)
+	err = fmt.Errorf("io: feed %s: %d of %d points dropped: %w", cat, lost, n, err)
 	u.lastErr.set(err)
-	if ok, suppressed := u.feedLog.allow(); ok {
-		u.log.Warn("io: memory queue full, points dropped", "err", err, "suppressed", suppressed)
-	}
+	u.dropped(counters, cat, lost, dropQueueFull, err)
 	return err
 }
 
@@ -280,6 +305,7 @@ func (u *Uploader) Feed(ctx context.Context, cat point.Category, pts []*point.Po
 type feedScratch struct {
 	enc   *point.Encoder
 	lines lines
+	spans []byte // FeedSpan's line buffer (spans encode themselves, not through enc)
 }
 
 // feedChunkBytes bounds a Feed call's encoded lines before they are committed, so a huge
@@ -288,7 +314,10 @@ const feedChunkBytes = 256 << 10
 
 // feed encodes pts chunk by chunk and commits each chunk whole; lost counts the points that
 // were neither committed nor rejected as invalid.
-func (u *Uploader) feed(ctx context.Context, in *intake, pts []*point.Point) (lost int, err error) {
+// feedChunks commits what encode makes, chunk by chunk, until total points are consumed;
+// encode fills sc.lines from point number done on and returns how many it consumed. lost
+// counts the points that were neither committed nor rejected as invalid.
+func (u *Uploader) feedChunks(ctx context.Context, in *intake, total int, encode func(sc *feedScratch, done int) int) (lost int, err error) {
 	sc := u.scratch.Get().(*feedScratch)
 	defer u.putScratch(sc)
 	var timer *time.Timer // feed_timeout for the whole call, started on the first wait
@@ -303,11 +332,11 @@ func (u *Uploader) feed(ctx context.Context, in *intake, pts []*point.Point) (lo
 		}
 		return timer.C
 	}
-	for done := 0; done < len(pts); {
-		n := u.encodeChunk(sc, in.counters, pts[done:])
+	for done := 0; done < total; {
+		n := encode(sc, done)
 		done += n
 		if err := in.commit(ctx, &sc.lines, deadline); err != nil {
-			return len(sc.lines.ends) + len(pts) - done, err
+			return len(sc.lines.ends) + total - done, err
 		}
 	}
 	return 0, nil
@@ -315,21 +344,18 @@ func (u *Uploader) feed(ctx context.Context, in *intake, pts []*point.Point) (lo
 
 // encodeChunk encodes points until about feedChunkBytes are encoded; it counts the invalid
 // ones and returns how many points it consumed.
-func (u *Uploader) encodeChunk(sc *feedScratch, counters *categoryCounters, pts []*point.Point) int {
+func (u *Uploader) encodeChunk(sc *feedScratch, cat point.Category, counters *categoryCounters, pts []*point.Point) int {
 	sc.enc.Reset()
 	sc.lines.reset()
 	n := 0
 	for ; n < len(pts) && sc.enc.Len() < feedChunkBytes; n++ {
 		p := pts[n]
 		if p == nil {
-			counters.rejected[rejectNilPoint].Add(1)
-			counters.dropped[dropInvalid].Add(1)
+			u.noteRejected(counters, cat, rejectNilPoint, errNilPoint)
 			continue
 		}
 		if err := sc.enc.Encode(p); err != nil {
-			counters.rejected[rejectReasonOf(err)].Add(1)
-			counters.dropped[dropInvalid].Add(1)
-			u.noteRejected(err)
+			u.noteRejected(counters, cat, rejectReasonOf(err), err)
 			continue
 		}
 		sc.lines.ends = append(sc.lines.ends, sc.enc.Len())
@@ -340,12 +366,14 @@ func (u *Uploader) encodeChunk(sc *feedScratch, counters *categoryCounters, pts 
 
 // putScratch pools a scratch unless one huge line grew it: pooled memory stays small.
 func (u *Uploader) putScratch(sc *feedScratch) {
-	if cap(sc.lines.buf) > 4*feedChunkBytes {
+	if cap(sc.lines.buf) > 4*feedChunkBytes || cap(sc.spans) > 4*feedChunkBytes {
 		return
 	}
 	sc.lines.buf = nil
 	u.scratch.Put(sc)
 }
+
+var errNilPoint = errors.New("nil point")
 
 func errUnknownCategory(cat point.Category) error {
 	return fmt.Errorf("unknown category %s", cat)
@@ -386,8 +414,16 @@ func (u *Uploader) stop(ctx context.Context) error {
 	if u.reg != nil {
 		u.reg.Unregister(u.metrics)
 	}
+	u.flushDropLogs()
 	u.logStopSummary()
 	return err
+}
+
+// flushDropLogs logs the losses still waiting for their line and stops the timers.
+func (u *Uploader) flushDropLogs() {
+	for _, l := range u.dropLogs {
+		l.flush()
+	}
 }
 
 // drainOutputs lets outputs deliver until the deadline, then aborts them: in-flight

@@ -6,5 +6,5 @@ import (
 	"go.uber.org/goleak"
 )
 
-// The pipeline starts no goroutine; goleak keeps it so (every input start builds one).
+// Start runs a goroutine (the decision loop) that Stop must end; goleak checks it does.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

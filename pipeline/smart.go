@@ -5,36 +5,43 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
-
-	"github.com/apmkit/apmkit/point"
 )
 
 // SmartSamplerConfig is [inputs.<name>.smart_sampler]: the "intelligent sampling" policy.
+// When enabled it replaces sampler.sampling_rate.
 //
-// Each minute, entry URLs (service + entry resource) are classed by the previous minute's
-// statistics: `error` if a trace of it had an error, else `slow` if one took at least
-// slow_threshold, else `normal` (everything is normal in the first minute). Each class has
-// a per-minute quota of traces that depends on the host CPU usage apmkit measures:
+// Every trace is counted against its URL: the service and URL template (TemplateURL) of its
+// root span (the entry span without a parent; when the root did not come within the
+// decision wait, the entry span that started first). Each minute a URL is classed by the
+// previous minute: `error` if a trace of it had an error, else `slow` if one took at least
+// slow_threshold, else `normal` (also in its first minute). Each URL has, per minute, a
+// quota of traces per class that shrinks as the host's CPU usage (measured once a minute)
+// grows:
 //
 //	CPU        < 30%   30-60%   >= 60%
 //	error       100      50       10
 //	slow        100      50       10
 //	normal       20      10        5
 //
-// and every URL gets at least 2 traces a minute when error or slow, 1 when normal, even
-// beyond its class quota. The decision is made at the first entry span of a trace and
-// remembered (bounded) for the trace's other spans; a chunk that arrives before any entry
-// span of its trace is kept. When enabled it replaces sampler.sampling_rate.
+// Errors have their own quota: a trace with an error in any span is counted in its URL's
+// error bucket and kept while that bucket is under the error quota, whatever the URL's
+// other traffic. A slow trace (its root took at least slow_threshold) is counted in the slow
+// bucket with the slow quota (the error quota when the URL is in the error class); any
+// other trace in the normal bucket with the quota of its URL's class. So within a minute a
+// URL keeps at most error + slow + class quota traces, errors first served by their own.
+//
+// The table of URLs is bounded (smartMaxURLs templates); traces of further URLs share one
+// bucket, classed and limited like a URL. Traces kept by keep_rare_resource are counted for
+// the classes but use no quota.
 type SmartSamplerConfig struct {
-	Enabled       bool          `toml:"enabled" doc:"Turn on per-URL quota sampling (replaces sampling_rate); see the README for the policy."`
-	SlowThreshold time.Duration `toml:"slow_threshold" doc:"A trace at least this long marks its URL slow for the next minute."`
+	Enabled       bool          `toml:"enabled" doc:"Turn on per-URL quota sampling (replaces sampling_rate): traces per URL template and minute by class\n(error, slow, normal) and host CPU; see the README for the policy."`
+	SlowThreshold time.Duration `toml:"slow_threshold" doc:"A trace whose root span takes at least this long is slow: it uses the slow quota, and its URL is\nslow for the next minute."`
 }
 
 // UnmarshalJSON reads the ENV_INPUT_<NAME>_SMART_SAMPLER form:
@@ -78,100 +85,135 @@ const (
 	classNormal urlClass = iota
 	classSlow
 	classError
+	numClasses
 )
 
-// quotas[tier][class] are traces per minute; tiers are CPU < 30%, 30-60%, >= 60%.
-var quotas = [3][3]int{
+// quotas[tier][class] are traces per URL and minute; tiers are CPU < 30%, 30-60%, >= 60%.
+var quotas = [3][numClasses]int{
 	{20, 100, 100},
 	{10, 50, 50},
 	{5, 10, 10},
 }
 
-var minPerURL = [3]int{1, 2, 2}
-
 const (
-	smartMaxURLs   = 10_000
-	smartMaxTraces = 100_000
+	// smartMaxURLs bounds the URL templates counted per minute.
+	smartMaxURLs = 10_000
+	// smartMaxKey bounds a URL key (service and template) in bytes.
+	smartMaxKey = 512
 )
 
-type urlStats struct {
-	errors bool
-	slow   bool
+// urlState is one URL's minute.
+type urlState struct {
+	class urlClass         // from the previous minute
+	used  [numClasses]int  // traces kept this minute, by bucket (the trace's own class)
+	saw   [numClasses]bool // this minute had an error, slow, any trace
 }
 
 type smartSampler struct {
-	slow time.Duration
-	now  func() time.Time
-	cpu  CPUMeter
+	slow    time.Duration
+	now     func() time.Time
+	cpu     CPUMeter
+	metrics *metrics
+	maxURLs int
 
-	mu      sync.Mutex
-	minute  int64
-	classes map[string]urlClass  // from the previous minute
-	stats   map[string]*urlStats // this minute
-	used    [3]int               // traces kept this minute, per class
-	perURL  map[string]int       // traces kept this minute, per URL
-	tier    int
-	decided *lru.Cache[string, bool]
+	mu     sync.Mutex
+	minute int64
+	tier   int
+	urls   map[string]*urlState
+	other  urlState // the shared bucket of URLs beyond maxURLs
 }
 
-func newSmartSampler(cfg SmartSamplerConfig, now func() time.Time, cpu CPUMeter) *smartSampler {
+func newSmartSampler(cfg SmartSamplerConfig, now func() time.Time, cpu CPUMeter, m *metrics) *smartSampler {
 	if cpu == nil {
 		cpu = newProcCPU()
 	}
 	if cfg.SlowThreshold <= 0 {
 		cfg.SlowThreshold = DefaultSmartSampler().SlowThreshold
 	}
-	decided, _ := lru.New[string, bool](smartMaxTraces)
-	s := &smartSampler{slow: cfg.SlowThreshold, now: now, cpu: cpu, decided: decided, minute: -1}
-	return s
+	return &smartSampler{slow: cfg.SlowThreshold, now: now, cpu: cpu, metrics: m, maxURLs: smartMaxURLs,
+		minute: math.MinInt64, urls: map[string]*urlState{}}
 }
 
-// decide returns the decision for the group's trace, making it at its first entry span.
-func (s *smartSampler) decide(g *group) bool {
-	if keep, ok := s.decided.Get(g.traceID); ok {
-		return keep
+// decide counts a trace against its URL and reports whether it is within the quota of its
+// bucket. service and resource are the root's, durationUs its duration. A forced trace
+// (kept for another reason) is counted for the classes and uses no quota.
+func (s *smartSampler) decide(service, resource string, hasError bool, durationUs int64, forced bool) bool {
+	key := service + " " + TemplateURL(resource)
+	if len(key) > smartMaxKey {
+		key = key[:smartMaxKey]
 	}
-	if g.entry == nil {
-		return true // nothing to class it by yet: keep rather than lose it
+	own := classNormal
+	switch {
+	case hasError:
+		own = classError
+	case time.Duration(durationUs)*time.Microsecond >= s.slow:
+		own = classSlow
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rollover()
-	url := g.service + " " + stringField(g.entry, fieldResource)
-	s.record(url, g)
-	class := s.classes[url]
-	keep := s.perURL[url] < minPerURL[class] || s.used[class] < quotas[s.tier][class]
-	if keep {
-		s.used[class]++
-		s.perURL[url]++
+	st := s.urls[key]
+	if st == nil {
+		if len(s.urls) < s.maxURLs {
+			st = &urlState{}
+			s.urls[key] = st
+			s.metrics.smartURLs.Set(float64(len(s.urls)))
+		} else {
+			st = &s.other
+			s.metrics.smartOverflow.Inc()
+		}
 	}
-	s.decided.Add(g.traceID, keep)
-	return keep
+	st.saw[own] = true
+	if forced {
+		return true
+	}
+	if st.used[own] >= quotas[s.tier][max(own, st.class)] {
+		return false
+	}
+	st.used[own]++
+	return true
 }
 
-// rollover starts a new minute: the last minute's statistics become the classes, and the
-// CPU tier is measured.
+// rollover starts a new minute: URLs seen last minute get their class from it, the others
+// are forgotten (they would be normal), and the CPU tier is measured.
 func (s *smartSampler) rollover() {
 	minute := s.now().Unix() / 60
 	if minute == s.minute {
 		return
 	}
-	s.classes = map[string]urlClass{}
-	if minute == s.minute+1 {
-		for url, st := range s.stats {
-			switch {
-			case st.errors:
-				s.classes[url] = classError
-			case st.slow:
-				s.classes[url] = classSlow
-			}
+	consecutive := minute == s.minute+1
+	next := func(st *urlState) bool {
+		seen := consecutive && (st.saw[classNormal] || st.saw[classSlow] || st.saw[classError])
+		switch {
+		case !seen:
+			st.class = classNormal
+		case st.saw[classError]:
+			st.class = classError
+		case st.saw[classSlow]:
+			st.class = classSlow
+		default:
+			st.class = classNormal
+		}
+		st.used, st.saw = [numClasses]int{}, [numClasses]bool{}
+		return seen
+	}
+	for key, st := range s.urls {
+		if !next(st) {
+			delete(s.urls, key)
 		}
 	}
+	next(&s.other)
+	s.metrics.smartURLs.Set(float64(len(s.urls)))
 	s.minute = minute
-	s.stats = map[string]*urlStats{}
-	s.perURL = map[string]int{}
-	s.used = [3]int{}
-	s.tier = cpuTier(s.cpu.Percent())
+	cpu := s.cpu.Percent()
+	s.metrics.smartCPU.Set(cpu)
+	s.tier = cpuTier(cpu)
+}
+
+func (s *smartSampler) urlCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.urls)
 }
 
 func cpuTier(percent float64) int {
@@ -182,22 +224,6 @@ func cpuTier(percent float64) int {
 		return 1
 	}
 	return 2
-}
-
-// record adds a trace's entry to this minute's statistics of its URL.
-func (s *smartSampler) record(url string, g *group) {
-	st, ok := s.stats[url]
-	if !ok {
-		if len(s.stats) >= smartMaxURLs {
-			return // bounded: further URLs stay normal next minute
-		}
-		st = &urlStats{}
-		s.stats[url] = st
-	}
-	st.errors = st.errors || g.hasError
-	if d, ok := g.entry.Field(fieldDuration); ok && d.Kind() == point.KindInt && time.Duration(d.IntValue())*time.Microsecond >= s.slow {
-		st.slow = true
-	}
 }
 
 // procCPU measures the host CPU usage from /proc/stat between two calls.

@@ -1,110 +1,144 @@
 package pipeline
 
 import (
-	"hash/fnv"
-	"time"
+	"context"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-
-	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
-// group is the points of one trace in one Feed. The Pinpoint input feeds one Pinpoint span
-// (its entry span and events) or one chunk per call, so a group is one of those.
-type group struct {
-	traceID  string
-	service  string
-	entry    *point.Point // nil for a chunk that arrives on its own
-	hasError bool
-	pts      []*point.Point
-}
+// reason is why a trace or span was kept or dropped: the `reason` label of the metrics.
+type reason uint8
 
-// Decision reasons, the `reason` label of the metrics.
 const (
-	reasonCloseResource = "close_resource"
-	reasonSampler       = "sampler"
-	reasonSmartSampler  = "smart_sampler"
-	reasonRare          = "rare_resource"
-	reasonError         = "error"
-	reasonRemembered    = "remembered"
-	reasonNoTraceID     = "no_trace_id"
+	reasonNoSampler     reason = iota // nothing configured can drop a trace: kept, never waited
+	reasonNoTraceID                   // a span without trace id: nothing to decide on, kept
+	reasonCloseResource               // the root's resource matched close_resource: dropped
+	reasonRare                        // an entry's resource was rare: kept
+	reasonError                       // a span of the trace failed (with sampling_rate): kept
+	reasonSampler                     // sampling_rate's hash: kept or dropped
+	reasonSmartSampler                // the smart sampler's quotas: kept or dropped
+	numReasons
 )
 
-func (p *Pipeline) processTraces(pts []*point.Point) []*point.Point {
-	kept := pts[:0:0]
-	for _, g := range groupByTrace(pts) {
-		keep, reason := p.decide(g)
-		p.metrics.count(keep, reason, len(g.pts))
-		if keep {
-			kept = append(kept, g.pts...)
-		}
+var reasonNames = [numReasons]string{"no_sampler", "no_trace_id", "close_resource", "rare_resource", "error", "sampler", "smart_sampler"}
+
+func (r reason) String() string { return reasonNames[r] }
+
+// decision is a trace's fate.
+type decision struct {
+	keep   bool
+	reason reason
+}
+
+// ProcessSpan takes one span (the caller's from then on) and hands it to Options.Emit if
+// it is kept: at once when nothing waits (no sampler or filter, no trace id, or the
+// span's trace was already decided), else when its trace is decided. A kept span gets the
+// input's and global tags and, with del_message, loses its message fields.
+//
+// The error is Emit's for this span when it was emitted here; a span that waits for its
+// trace's decision returns nil (failures of later emits are counted, and the uploader
+// counts what it drops).
+func (p *Pipeline) ProcessSpan(ctx context.Context, s *span.Span) error {
+	p.finish(s)
+	if p.buf == nil {
+		p.metrics.countPoints(decision{true, reasonNoSampler}, len(s.Events))
+		return p.emit(ctx, s)
 	}
+	if s.TraceID == "" {
+		p.metrics.countPoints(decision{true, reasonNoTraceID}, len(s.Events))
+		return p.emit(ctx, s)
+	}
+	d, waits, decided := p.buf.add(p, s)
+	if !waits {
+		// Late: the trace was decided before this span came.
+		p.metrics.countLate(d, len(s.Events))
+	}
+	if len(decided) > 0 {
+		// Traces the full buffer decided early; the caller's cancellation is not theirs.
+		p.release(context.WithoutCancel(ctx), decided)
+	}
+	if waits || !d.keep {
+		return nil
+	}
+	return p.emit(ctx, s)
+}
+
+// finish applies what every kept span gets; done before a span waits, so the buffer holds
+// no message fields with del_message.
+func (p *Pipeline) finish(s *span.Span) {
 	if p.delMsg {
-		for _, pt := range kept {
-			pt.DelField(fieldMessage)
-		}
+		s.DropMessages()
 	}
-	return kept
+	s.Tags = p.tags
 }
 
-// groupByTrace splits points by trace_id, keeping their order.
-func groupByTrace(pts []*point.Point) []*group {
-	var groups []*group
-	index := map[string]*group{}
-	for _, pt := range pts {
-		id := stringField(pt, fieldTraceID)
-		g, ok := index[id]
-		if !ok {
-			g = &group{traceID: id}
-			index[id] = g
-			groups = append(groups, g)
-		}
-		g.pts = append(g.pts, pt)
-		if typ, _ := pt.Tag(tagSpanType); typ == spanTypeEntry && g.entry == nil {
-			g.entry = pt
-		}
-		if st, _ := pt.Tag(tagStatus); st == statusError {
-			g.hasError = true
-		}
-	}
-	for _, g := range groups {
-		first := g.pts[0]
-		if g.entry != nil {
-			first = g.entry
-		}
-		g.service, _ = first.Tag(tagService)
-	}
-	return groups
+// traceView is what a decision reads of a waiting trace.
+type traceView struct {
+	id       string
+	hash     uint64
+	spans    []*span.Span
+	hasError bool
 }
 
-// decide says whether a group is kept, and why.
-func (p *Pipeline) decide(g *group) (bool, string) {
-	if g.traceID == "" {
-		return true, reasonNoTraceID // not a trace we can reason about: never lose it
+// root returns the trace's root: the entry span without a parent, else (the root did not
+// come within the wait) the entry span that started first; nil when no span has an entry.
+func (t *traceView) root() (*span.Span, *span.Event) {
+	var bestS *span.Span
+	var best *span.Event
+	for _, s := range t.spans {
+		e := s.Entry()
+		if e == nil {
+			continue
+		}
+		if e.ParentID == 0 {
+			return s, e
+		}
+		if best == nil || e.Start < best.Start {
+			bestS, best = s, e
+		}
 	}
-	spanKey := g.traceID + "\x00" + g.service
-	if keep, ok := p.memory.get(spanKey); ok {
-		return keep, reasonRemembered
+	return bestS, best
+}
+
+// decide applies the rules to a whole trace, in this order: close_resource on the root
+// drops it; a rare resource keeps it; then the smart sampler's quotas when enabled, else an
+// error in any span keeps it and sampling_rate's hash decides the rest.
+func (p *Pipeline) decide(t *traceView) decision {
+	rootSpan, root := t.root()
+	service, resource := "", ""
+	var duration int64
+	if root != nil {
+		service, resource, duration = rootSpan.Service, rootSpan.String(root.Resource), root.Duration
+	} else if len(t.spans) > 0 {
+		service = t.spans[0].Service
 	}
-	if g.entry != nil && p.closedResource(g.service, stringField(g.entry, fieldResource)) {
-		p.memory.set(spanKey, false)
-		return false, reasonCloseResource
+	if root != nil && p.closedResource(service, resource) {
+		return decision{false, reasonCloseResource}
 	}
-	if g.entry != nil && p.rare != nil && p.rare.firstSeen(g.service, stringField(g.entry, fieldResource)) {
-		p.memory.set(spanKey, true)
-		return true, reasonRare
+	rare := false
+	if p.rare != nil {
+		for _, s := range t.spans { // every entry is a sighting, also once one was rare
+			if e := s.Entry(); e != nil && p.rare.firstSeen(s.Service, TemplateURL(s.String(e.Resource))) {
+				rare = true
+			}
+		}
 	}
 	if p.smart != nil {
-		return p.smart.decide(g), reasonSmartSampler
+		keep := p.smart.decide(service, resource, t.hasError, duration, rare)
+		if rare {
+			return decision{true, reasonRare}
+		}
+		return decision{keep, reasonSmartSampler}
 	}
-	if g.hasError {
-		p.memory.set(spanKey, true)
-		return true, reasonError
+	switch {
+	case rare:
+		return decision{true, reasonRare}
+	case t.hasError:
+		return decision{true, reasonError}
+	case p.rate != nil:
+		return decision{p.rate.keep(t.hash), reasonSampler}
 	}
-	if p.rate != nil {
-		return keepByHash(g.traceID, *p.rate), reasonSampler
-	}
-	return true, reasonSampler
+	return decision{true, reasonSampler}
 }
 
 func (p *Pipeline) closedResource(service, resource string) bool {
@@ -118,56 +152,45 @@ func (p *Pipeline) closedResource(service, resource string) bool {
 	return false
 }
 
-// keepByHash keeps a trace iff FNV-1a 64 of its trace_id, scaled to [0, 1), is below
-// rate. The hash is fixed, so every span of a trace and every apmkit replica agree.
-func keepByHash(traceID string, rate float64) bool {
-	if rate >= 1 {
-		return true
+// traceHash is the trace decision hash: FNV-1a 64 of the trace_id as apmkit writes it
+// (agentId^agentStartTime^sequence), then splitmix64's finalizer. FNV-1a alone barely
+// moves its top bits when only the last characters change, and an agent's transactions
+// differ only in their sequence; the finalizer spreads every input bit over all 64. The
+// function is fixed: every replica, every restart and every version decides alike.
+func traceHash(traceID string) uint64 {
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for i := 0; i < len(traceID); i++ {
+		h ^= uint64(traceID[i])
+		h *= prime
 	}
-	h := fnv.New64a()
-	h.Write([]byte(traceID))
-	return float64(h.Sum64()>>11)/(1<<53) < rate
+	return mix64(h)
 }
 
-func stringField(pt *point.Point, key string) string {
-	if f, ok := pt.Field(key); ok && f.Kind() == point.KindString {
-		return f.StringValue()
-	}
-	return ""
+// mix64 is splitmix64's finalizer.
+func mix64(h uint64) uint64 {
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
 }
 
-// traceMemory remembers per-span decisions that a later chunk of the same Pinpoint span
-// must follow (dropped by close_resource, kept for an error or a rare resource). It is
-// bounded in entries and time. (golang-lru's expirable LRU would do the expiry too, but it
-// starts a goroutine that can never be stopped, one per pipeline.)
-type traceMemory struct {
-	now func() time.Time
-	lru *lru.Cache[string, remembered]
+// KeptByRate reports whether sampling_rate keeps a trace by its hash alone: the top 53 bits
+// of the trace hash, as a fraction of 2^53, are below the rate. (A trace with an error is
+// kept whatever it says.) Every replica, and anything else that knows the trace id, can
+// compute it.
+func KeptByRate(traceID string, rate float64) bool {
+	return newSampleRate(rate).keep(traceHash(traceID))
 }
 
-type remembered struct {
-	keep bool
-	at   time.Time
+// sampleRate keeps a trace iff the top 53 bits of its hash, as a fraction of 2^53, are
+// below the rate.
+type sampleRate struct{ below uint64 }
+
+func newSampleRate(rate float64) *sampleRate {
+	return &sampleRate{below: uint64(rate * (1 << 53))}
 }
 
-const (
-	traceMemoryEntries = 100_000
-	traceMemoryTTL     = 10 * time.Minute
-)
-
-func newTraceMemory(now func() time.Time) *traceMemory {
-	c, _ := lru.New[string, remembered](traceMemoryEntries)
-	return &traceMemory{now: now, lru: c}
-}
-
-func (m *traceMemory) get(key string) (bool, bool) {
-	r, ok := m.lru.Get(key)
-	if !ok || m.now().Sub(r.at) >= traceMemoryTTL {
-		return false, false
-	}
-	return r.keep, true
-}
-
-func (m *traceMemory) set(key string, keep bool) {
-	m.lru.Add(key, remembered{keep: keep, at: m.now()})
-}
+func (r *sampleRate) keep(hash uint64) bool { return hash>>11 < r.below }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"github.com/apmkit/apmkit/config"
 	"github.com/apmkit/apmkit/inputs"
 	_ "github.com/apmkit/apmkit/inputs/all" // registers every input
@@ -142,12 +144,32 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
+	setMemoryLimit(log)
 	log.Info("starting apmkit", "version", version.Version, "main_config", orEmbedded(cfg.MainFile), "input_files", cfg.Files)
 	a, err := agent.New(cfg, log)
 	if err != nil {
 		return err
 	}
 	return a.Run(signalContext(log))
+}
+
+// memoryLimitRatio is the share of the container's memory limit that becomes the Go
+// runtime's soft limit: the rest is headroom for what the runtime does not count (stacks
+// of many gRPC connections, mmapped cache files).
+const memoryLimitRatio = 0.85
+
+// setMemoryLimit gives the Go runtime a soft memory limit derived from the cgroup's (the
+// container's) memory limit, so the garbage collector works harder before the kernel would
+// OOM-kill apmkit. GOMEMLIMIT, when set, wins (the library leaves it alone), and
+// AUTOMEMLIMIT=off turns this off. Without a cgroup limit nothing changes.
+func setMemoryLimit(log *slog.Logger) {
+	limit, err := memlimit.SetGoMemLimitWithOpts(memlimit.WithRatio(memoryLimitRatio), memlimit.WithProvider(memlimit.FromCgroup))
+	switch {
+	case err != nil && !errors.Is(err, memlimit.ErrNoLimit):
+		log.Warn("memory limit: cgroup not readable, the Go runtime keeps its default", "err", err)
+	case limit > 0:
+		log.Info("memory limit: Go soft limit set from the container's limit", "soft_limit_mb", limit>>20, "ratio", memoryLimitRatio)
+	}
 }
 
 // signalContext ends at the first SIGINT/SIGTERM (graceful stop); a second one exits at once.

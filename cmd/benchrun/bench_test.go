@@ -193,7 +193,7 @@ func TestFlags(t *testing.T) {
 	if o.duration != 10*time.Second || len(o.agents) != 2 || len(o.inputOptions) != 2 {
 		t.Errorf("%+v", o)
 	}
-	for _, bad := range [][]string{{"-agents", "0"}, {"-modes", "fast"}, {"-transports", "udp"}, {"-ports", "2"}} {
+	for _, bad := range [][]string{{"-agents", "0"}, {"-modes", "fast"}, {"-transports", "udp"}, {"-ports", "2"}, {"-profile", "-1s"}} {
 		if _, err := parseFlags(bad, &bytes.Buffer{}); err == nil {
 			t.Errorf("%v: no error", bad)
 		}

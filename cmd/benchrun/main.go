@@ -41,6 +41,9 @@ type options struct {
 	quick, keep     bool
 	note            string
 	render          string
+	profile         time.Duration // longest CPU profile of apmkit per run; 0 = none
+	before          string        // results.json of an earlier run to compare with
+	results         string        // where to copy this run's results.json ("-" = nowhere)
 }
 
 func main() {
@@ -93,6 +96,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "CI smoke: 10 s runs, 20 s drain limit, unless -duration/-drain are given")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work folder (logs, configs, /v1/stats of each run)")
 	fs.StringVar(&o.render, "render", "", "write the report from a results.json of an earlier run (pass that run's flags too) instead of running")
+	fs.DurationVar(&o.profile, "profile", 20*time.Second, "full and decode modes: take a CPU profile of apmkit this long (at most: it starts 2 s into the load and ends 2 s before its end) from /debug/pprof/profile; 0 = none")
+	fs.StringVar(&o.before, "before", "", "results.json of an earlier run (e.g. bench/results.json): the report gets a before/after table")
+	fs.StringVar(&o.results, "results", "", "copy this run's results.json here (default: results.json next to -out; \"-\" = do not copy)")
 	fs.StringVar(&o.note, "note", "", "a sentence for the report (e.g. what build of the collector was measured)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -135,6 +141,9 @@ func (o *options) validate() error {
 	}
 	if o.ports != 1 && o.ports != 3 {
 		errs = append(errs, fmt.Errorf("-ports: %d is not 1 or 3", o.ports))
+	}
+	if o.profile < 0 {
+		errs = append(errs, errors.New("-profile must be >= 0"))
 	}
 	if o.duration <= 0 || o.drain <= 0 || o.settle <= 0 {
 		errs = append(errs, errors.New("-duration, -drain and -settle must be > 0"))
@@ -184,6 +193,9 @@ func runBench(ctx context.Context, o *options, log io.Writer) error {
 	}
 	defer b.sink.close()
 	rep := newReport(o, buildCmds, work)
+	if err := rep.loadBefore(); err != nil { // before the runs: a wrong path should not cost the bench
+		return err
+	}
 	for _, sc := range scenarios(o) {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -193,13 +205,20 @@ func runBench(ctx context.Context, o *options, log io.Writer) error {
 		fmt.Fprintln(log, "benchrun:", r.line())
 		rep.add(r)
 	}
-	if err := rep.save(filepath.Join(work, "results.json")); err != nil {
+	saved := filepath.Join(work, "results.json")
+	if err := rep.save(saved); err != nil {
 		return err
 	}
 	if err := rep.write(o.out); err != nil {
 		return err
 	}
-	fmt.Fprintln(log, "benchrun: wrote", o.out, "from", filepath.Join(work, "results.json"))
+	fmt.Fprintln(log, "benchrun: wrote", o.out, "from", saved)
+	if dst := o.resultsPath(); dst != "" {
+		if err := rep.save(dst); err != nil {
+			return err
+		}
+		fmt.Fprintln(log, "benchrun: saved the results in", dst, "(compare a later run with them: -before", dst+")")
+	}
 	return nil
 }
 
@@ -209,11 +228,35 @@ func renderSaved(_ context.Context, o *options, log io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, r := range rep.results { // the stages again, while the work folder still holds the profile
+		if p := r.Profile; p != nil && p.Path != "" {
+			if _, err := os.Stat(p.Path); err == nil {
+				if err := p.summarize(); err != nil {
+					fmt.Fprintln(log, "benchrun:", r.scenario, err)
+				}
+			}
+		}
+	}
+	if err := rep.loadBefore(); err != nil {
+		return err
+	}
 	if err := rep.write(o.out); err != nil {
 		return err
 	}
 	fmt.Fprintln(log, "benchrun: wrote", o.out)
 	return nil
+}
+
+// resultsPath is where this run's results.json is copied: -results, or results.json
+// next to the report; "" for -results -.
+func (o *options) resultsPath() string {
+	switch o.results {
+	case "-":
+		return ""
+	case "":
+		return filepath.Join(filepath.Dir(o.out), "results.json")
+	}
+	return o.results
 }
 
 // scenarios orders runs so each floor run is next to the full run it is compared with.
@@ -244,13 +287,18 @@ func workDir(o *options) (string, func(), error) {
 	return dir, func() { os.RemoveAll(dir) }, nil
 }
 
+// goBin is the go command: $GO (as the Makefile sets it), else go.
+func (b *bench) goBin() string {
+	if g := os.Getenv("GO"); g != "" {
+		return g
+	}
+	return "go"
+}
+
 // build compiles the three binaries the way the Makefile builds apmkit, and returns the
 // commands for the report.
 func (b *bench) build(ctx context.Context) ([]string, error) {
-	goBin := os.Getenv("GO")
-	if goBin == "" {
-		goBin = "go"
-	}
+	goBin := b.goBin()
 	b.bins = map[string]string{}
 	var cmds []string
 	for _, name := range []string{"apmkit", "ppload", "ppfloor"} {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,14 +25,16 @@ const (
 
 // report collects results and renders bench/RESULTS.md.
 type report struct {
-	opts    *options
-	work    string   // benchrun's temp folder, written WORK in commands
-	args    []string // the command line of the run that measured
-	version string   // git describe of the tree the binaries were built from
-	render  []string // the -render command line, when the report was written again
-	builds  []string
-	results []*result
-	started time.Time
+	opts       *options
+	work       string   // benchrun's temp folder, written WORK in commands
+	args       []string // the command line of the run that measured
+	version    string   // git describe of the tree the binaries were built from
+	render     []string // the -render command line, when the report was written again
+	builds     []string
+	results    []*result
+	started    time.Time
+	before     *saved // -before: an earlier run's results.json
+	beforePath string
 }
 
 func newReport(o *options, builds []string, work string) *report {
@@ -74,7 +77,8 @@ func (rp *report) save(path string) error {
 	return os.WriteFile(path, b, 0o644)
 }
 
-func loadReport(path string, o *options) (*report, error) {
+// readSaved reads a results.json.
+func readSaved(path string) (*saved, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -82,6 +86,27 @@ func loadReport(path string, o *options) (*report, error) {
 	var sv saved
 	if err := json.Unmarshal(b, &sv); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &sv, nil
+}
+
+// loadBefore reads -before's results.json, if given.
+func (rp *report) loadBefore() error {
+	if rp.opts.before == "" {
+		return nil
+	}
+	sv, err := readSaved(rp.opts.before)
+	if err != nil {
+		return fmt.Errorf("-before: %w", err)
+	}
+	rp.before, rp.beforePath = sv, rp.opts.before
+	return nil
+}
+
+func loadReport(path string, o *options) (*report, error) {
+	sv, err := readSaved(path)
+	if err != nil {
+		return nil, err
 	}
 	if sv.Version == "" { // saved before the version was kept
 		sv.Version = gitDescribe(o.repo)
@@ -114,7 +139,9 @@ func (rp *report) write(path string) error {
 	rp.pathNote(&b)
 	rp.table(&b)
 	rp.ratios(&b)
+	rp.beforeAfter(&b)
 	rp.targets(&b)
+	rp.profiles(&b)
 	rp.commands(&b)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
@@ -422,4 +449,155 @@ func gitDescribe(repo string) string {
 		return "(no git)"
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// floorRatio is r's spans/s over the floor run's of the same transport and agents in
+// results; ok is false when there is no such floor run (or r is one).
+func floorRatio(results []*result, r *result) (float64, bool) {
+	if r.Mode == modeFloor || r.Err != "" {
+		return 0, false
+	}
+	for _, f := range results {
+		if f.Mode == modeFloor && f.Err == "" && f.Transport == r.Transport && f.Agents == r.Agents && f.Load.SpansPerS > 0 {
+			return r.Load.SpansPerS / f.Load.SpansPerS, true
+		}
+	}
+	return 0, false
+}
+
+// beforeAfter compares this run with -before's, per (mode, transport, agents) in both.
+func (rp *report) beforeAfter(b *strings.Builder) {
+	if rp.before == nil {
+		return
+	}
+	bf := rp.before
+	fmt.Fprintf(b, "## Before / after\n\n")
+	fmt.Fprintf(b, "Before: `%s`, apmkit %s, measured %s", rp.beforePath, bf.Version, bf.Started.UTC().Format("2006-01-02 15:04 MST"))
+	if len(bf.Args) > 0 {
+		fmt.Fprintf(b, " with `%s`", commandLine("go run ./cmd/benchrun", bf.Args[min(1, len(bf.Args)):]))
+	}
+	fmt.Fprintf(b, ". After: the run of this report, apmkit %s. Change = after / before - 1. The machine is shared: differences of a few %% are noise.\n\n", rp.version)
+	type key struct {
+		mode, transport string
+		agents          int
+	}
+	old := map[key]*result{}
+	for _, r := range bf.Results {
+		if r.Err == "" {
+			old[key{r.Mode, r.Transport, r.Agents}] = r
+		}
+	}
+	var rows []string
+	for _, r := range rp.results {
+		o := old[key{r.Mode, r.Transport, r.Agents}]
+		if r.Err != "" || o == nil {
+			continue
+		}
+		ratio := func(results []*result, r *result) string {
+			if v, ok := floorRatio(results, r); ok {
+				return fmt.Sprintf("%.2f", v)
+			}
+			return "–"
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s | %d | %.0f | %.0f | %s | %.2f | %.2f | %s | %.0f | %.0f | %s | %s |\n",
+			r.Mode, r.Transport, r.Agents,
+			o.Load.SpansPerS, r.Load.SpansPerS, change(o.Load.SpansPerS, r.Load.SpansPerS),
+			o.cpuPerMillionEvents(), r.cpuPerMillionEvents(), change(o.cpuPerMillionEvents(), r.cpuPerMillionEvents()),
+			o.PeakRSSMB, r.PeakRSSMB, ratio(bf.Results, o), ratio(rp.results, r)))
+	}
+	if len(rows) == 0 {
+		b.WriteString("No (mode, transport, agents) was measured in both runs.\n\n")
+		return
+	}
+	b.WriteString("| mode | transport | agents | spans/s before | spans/s after | change | CPU-s / 1M events before | CPU-s / 1M events after | change | peak RSS MB before | peak RSS MB after | spans/s vs floor before | spans/s vs floor after |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, row := range rows {
+		b.WriteString(row)
+	}
+	b.WriteString("\n")
+}
+
+// change is after/before - 1 as a signed percentage.
+func change(before, after float64) string {
+	if before == 0 {
+		return "–"
+	}
+	c := math.Round(100 * (after/before - 1))
+	if c == 0 {
+		return "0%"
+	}
+	return fmt.Sprintf("%+.0f%%", c)
+}
+
+// profiles is "Where the CPU goes": the stage summary of every run with a CPU profile and
+// pprof's top functions by flat and cumulative time.
+func (rp *report) profiles(b *strings.Builder) {
+	var runs []*result
+	for _, r := range rp.results {
+		if r.Profile != nil {
+			runs = append(runs, r)
+		}
+	}
+	if len(runs) == 0 {
+		return
+	}
+	b.WriteString("## Where the CPU goes (full path)\n\n")
+	fmt.Fprintf(b, "benchrun started apmkit with `pprof = true` under `[http_api]` and fetched `GET /debug/pprof/profile?seconds=S` "+
+		"beside the load, from %s into it and ending at least %s before its end (S at most %s): the profile covers steady load, "+
+		"not the drain, and its sampling (100 Hz) costs a little CPU that the figures above include. The profiles are "+
+		"`cpu.pprof` in each run's folder of the work folder (kept with `-keep` or `-work`).\n\n",
+		profileDelay, profileTail, rp.opts.profile)
+	var staged []*result
+	for _, r := range runs {
+		if len(r.Profile.Stages) > 0 {
+			staged = append(staged, r)
+		}
+	}
+	if len(staged) > 0 {
+		b.WriteString("Per stage, in % of the CPU in the profile: **share** / cum / malloc. Share: each sample counts once, for the stage of " +
+			"its innermost frame in a stage's package (frames of other packages, e.g. the standard library and klauspost/compress, count " +
+			"for their caller: gzip and net/http under the uploader are the uploader); GC background work by its goroutine. Shares add up to " +
+			"100. Cum: samples with a frame of the stage anywhere on the stack (stages overlap: conversion calls span encoding). " +
+			"Malloc: the part of the share inside runtime.mallocgc (allocation, with the GC assists it makes).\n\n")
+		b.WriteString("| stage |")
+		for _, r := range staged {
+			fmt.Fprintf(b, " %s |", r.scenario)
+		}
+		b.WriteString("\n|---|" + strings.Repeat("---:|", len(staged)) + "\n")
+		b.WriteString("| CPU in the profile |")
+		for _, r := range staged {
+			p := r.Profile
+			fmt.Fprintf(b, " %.1f CPU-s in %.0f s (%.2f cores) |", p.SampledS, p.WallS, p.SampledS/max(p.WallS, 1e-9))
+		}
+		b.WriteString("\n")
+		for _, st := range stageOrder {
+			cells, found := "", false
+			for _, r := range staged {
+				cell := "–"
+				for _, sh := range r.Profile.Stages {
+					if sh.Stage == st {
+						cell, found = fmt.Sprintf("**%.1f** / %.1f / %.1f", sh.Pct, sh.CumPct, sh.Malloc), true
+					}
+				}
+				cells += " " + cell + " |"
+			}
+			if found {
+				fmt.Fprintf(b, "| %s |%s\n", st, cells)
+			}
+		}
+		b.WriteString("\n")
+	}
+	for _, r := range runs {
+		p := r.Profile
+		fmt.Fprintf(b, "### %s\n\n", r.scenario)
+		if p.Err != "" {
+			fmt.Fprintf(b, "%s\n\n", oneLine(p.Err))
+		}
+		if p.Top != "" {
+			fmt.Fprintf(b, "Top %d functions by flat time (`go tool pprof -top -nodecount=%d`):\n\n```\n%s```\n\n", profileTopN, profileTopN, p.Top)
+		}
+		if p.TopCum != "" {
+			fmt.Fprintf(b, "Top %d by cumulative time (`-top -cum`):\n\n```\n%s```\n\n", profileTopN, p.TopCum)
+		}
+	}
 }

@@ -75,6 +75,7 @@ type result struct {
 	WallS        float64 // from ppload's start until drained
 	Commands     []string
 	Conf         map[string]string // apmkit's config files by name
+	Profile      *cpuProfile       `json:",omitempty"` // apmkit's CPU profile during the load
 	Err          string
 }
 
@@ -113,6 +114,8 @@ func (b *bench) run(ctx context.Context, sc scenario) *result {
 	if err := b.measure(ctx, sc, dir, r); err != nil {
 		r.Err = err.Error()
 	}
+	// After the collector stopped: go tool pprof's CPU is not in the figures.
+	b.analyzeProfile(ctx, r)
 	return r
 }
 
@@ -131,8 +134,20 @@ func (b *bench) measure(ctx context.Context, sc scenario, dir string, r *result)
 	if err != nil {
 		return err
 	}
-	if err := b.runLoad(ctx, sc, dir, addrs, r); err != nil {
-		return err
+	var prof *profileFetch
+	if api != "" && b.opts.profile > 0 {
+		prof = b.startProfile(ctx, api, dir)
+	}
+	loadErr := b.runLoad(ctx, sc, dir, addrs, r)
+	if prof != nil {
+		r.Profile = prof.wait(loadErr != nil)
+		if r.Profile.Seconds > 0 {
+			r.Commands = append(r.Commands, fmt.Sprintf("curl -s -o %s 'http://%s/debug/pprof/profile?seconds=%d'  # %s into the load, beside ppload",
+				filepath.Join(dir, "cpu.pprof"), api, r.Profile.Seconds, profileDelay))
+		}
+	}
+	if loadErr != nil {
+		return loadErr
 	}
 	if sc.Mode != modeFloor {
 		b.collectSink(m.start, r)
@@ -260,22 +275,26 @@ func (b *bench) startCollector(ctx context.Context, sc scenario, dir string, add
 	return srv, api, nil
 }
 
-// writeConf writes apmkit's main config (dataway output to the sink, the HTTP API on api,
-// warnings only) and the Pinpoint input's.
+// writeConf writes apmkit's main config (dataway output to the sink, the HTTP API on api
+// with /debug/pprof/ when profiling, warnings only) and the Pinpoint input's.
 func (b *bench) writeConf(dir string, sc scenario, addrs []string, api string, r *result) error {
 	confDir := filepath.Join(dir, "conf.d")
 	if err := os.MkdirAll(confDir, 0o755); err != nil {
 		return err
 	}
+	pprofLine := ""
+	if b.opts.profile > 0 {
+		pprofLine = "  pprof = true\n"
+	}
 	main := fmt.Sprintf(`data_dir = %q
 [http_api]
   listen = %q
-[log]
+%s[log]
   level = "warn"
 [[io.outputs]]
   type = "dataway"
   url = %q
-`, filepath.Join(dir, "data"), api, b.sink.url+"?token=tkn_bench")
+`, filepath.Join(dir, "data"), api, pprofLine, b.sink.url+"?token=tkn_bench")
 	in := fmt.Sprintf("[[inputs.pinpoint]]\n  address = %q\n", addrs[0])
 	stat, span := "", ""
 	if len(addrs) == 3 {

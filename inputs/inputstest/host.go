@@ -13,6 +13,7 @@ import (
 
 	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
 // Host records what an input feeds.
@@ -65,6 +66,17 @@ func (h *Host) Feed(_ context.Context, cat point.Category, pts []*point.Point) e
 		return h.FeedErr
 	}
 	h.points[cat] = append(h.points[cat], pts...)
+	return nil
+}
+
+// FeedSpan records the span's events as points of category tracing.
+func (h *Host) FeedSpan(_ context.Context, s *span.Span) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.FeedErr != nil {
+		return h.FeedErr
+	}
+	h.points[point.Tracing] = append(h.points[point.Tracing], s.Points()...)
 	return nil
 }
 

@@ -41,6 +41,8 @@ func TestOptionsFromFileAndEnv(t *testing.T) {
   keep_rare_resource = true
   del_message = true
   metadata_wait = "3s"
+  decision_wait = "2s"
+  decision_buffer_mb = 8
   [inputs.pinpoint.storage]
     path = "./pp"
     capacity = 512
@@ -63,6 +65,8 @@ func TestOptionsFromFileAndEnv(t *testing.T) {
 		"ENV_INPUT_PINPOINT_KEEP_RARE_RESOURCE=true",
 		"ENV_INPUT_PINPOINT_DEL_MESSAGE=true",
 		"ENV_INPUT_PINPOINT_METADATA_WAIT=3s",
+		"ENV_INPUT_PINPOINT_DECISION_WAIT=2s",
+		"ENV_INPUT_PINPOINT_DECISION_BUFFER_MB=8",
 		`ENV_INPUT_PINPOINT_STORAGE={"storage":"./pp","capacity":512}`,
 		`ENV_INPUT_PINPOINT_CLOSE_RESOURCE={"*":["^/health$"],"frontend":["^/static/.*"]}`,
 		"ENV_INPUT_PINPOINT_SAMPLER=0.25",
@@ -81,6 +85,7 @@ func TestOptionsFromFileAndEnv(t *testing.T) {
 		CloseResource:    map[string][]string{"*": {"^/health$"}, "frontend": {"^/static/.*"}},
 		KeepRareResource: true, DelMessage: true,
 		SmartSampler: pipeline.SmartSamplerConfig{Enabled: true, SlowThreshold: time.Second},
+		DecisionWait: 2 * time.Second, DecisionBufferBytes: 8 << 20,
 	}
 	if pc.SamplingRate == nil || *pc.SamplingRate != 0.25 {
 		t.Fatalf("sampling rate %v", pc.SamplingRate)
@@ -111,7 +116,13 @@ func TestInvalidOptions(t *testing.T) {
 		"small max msg":      {conf: "[[inputs.pinpoint]]\nmax_recv_msg_size = 10\n", want: "max_recv_msg_size: 10 must be within"},
 		"storage JSON field": {env: []string{`ENV_INPUT_PINPOINT_STORAGE={"path":"x"}`}, want: `unknown field "path"`},
 		"smart sampler JSON": {env: []string{`ENV_INPUT_PINPOINT_SMART_SAMPLER={"slow":"1s"}`}, want: `unknown field "slow"`},
+		"decision_wait 0":    {env: []string{"ENV_INPUT_PINPOINT_DECISION_WAIT=0s"}, want: "decision_wait: 0s must be within"},
+		"decision buffer 0":  {conf: "[[inputs.pinpoint]]\ndecision_buffer_mb = 0\n", want: "decision_buffer_mb: 0 must be within"},
 		"negative capacity":  {conf: "[[inputs.pinpoint]]\n[inputs.pinpoint.storage]\ncapacity = -1\n", want: "storage.capacity"},
+		"tiny budget":        {env: []string{"ENV_INPUT_PINPOINT_RECEIVE_BUDGET_MB=4"}, want: "receive_budget_mb: 4 must be within 8.."},
+		"negative wait":      {conf: "[[inputs.pinpoint]]\nreceive_budget_wait = \"-1s\"\n", want: "receive_budget_wait: -1s must be within"},
+		"too few streams":    {conf: "[[inputs.pinpoint]]\nmax_concurrent_streams = 2\n", want: "max_concurrent_streams: 2 must be within 4.."},
+		"negative conns":     {env: []string{"ENV_INPUT_PINPOINT_MAX_CONNECTIONS=-1"}, want: "max_connections: -1 must be >= 0"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

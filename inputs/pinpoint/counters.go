@@ -1,7 +1,9 @@
 package pinpoint
 
 import (
+	"errors"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +60,36 @@ const (
 	reasonStopping     = "stopping" // a span or stat call refused because the input stops
 )
 
+// Why a message was malformed (apmkit_pinpoint_malformed_messages_total's reason label).
+// Such a message is counted and skipped: on a stream the agent is still answered OK at the
+// end, so this metric is where it shows.
+const (
+	malformedNotProtobuf   = "not_protobuf"        // not protobuf wire format (truncated, bad tag or length)
+	malformedUTF8          = "invalid_utf8"        // a string field is not valid UTF-8
+	malformedTooDeep       = "too_deep"            // nested deeper than the decoder allows
+	malformedEmpty         = "empty"               // no span, chunk or stat in it (an unknown kind)
+	malformedVersion       = "unsupported_version" // a span or chunk of a version other than 1
+	malformedNoTransaction = "no_transaction_id"   // a span or chunk without a transaction id
+)
+
+// decodeReason is the malformed reason of a protobuf decode error.
+func decodeReason(err error) string {
+	var utf8 interface{ InvalidUTF8() bool }
+	switch {
+	case errors.As(err, &utf8) && utf8.InvalidUTF8():
+		return malformedUTF8
+	case strings.Contains(err.Error(), "recursion depth"):
+		return malformedTooDeep
+	}
+	return malformedNotProtobuf
+}
+
+// malformed counts a malformed message received by method (the sender's own error count
+// is its reject).
+func (in *Input) malformed(method, reason string) {
+	in.counters.malformed.WithLabelValues(method, reason).Inc()
+}
+
 // maxAgents bounds the per-agent counters kept for /v1/stats; the least recently seen
 // agent is forgotten first.
 const maxAgents = 10_000
@@ -67,6 +99,7 @@ const maxAgents = 10_000
 type counters struct {
 	messages  *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
+	malformed *prometheus.CounterVec
 	panics    *prometheus.CounterVec
 	connected prometheus.Gauge
 
@@ -95,6 +128,10 @@ func newCounters(reg prometheus.Registerer) (*counters, error) {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "apmkit_pinpoint_rejected_total", Help: "Pinpoint messages or calls rejected, by reason.",
 		}, []string{"reason"}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "apmkit_pinpoint_malformed_messages_total",
+			Help: "Malformed Pinpoint messages counted and skipped, by method and what is wrong with them.",
+		}, []string{"method", "reason"}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "apmkit_pinpoint_handler_panics_total", Help: "Recovered panics in gRPC handlers, by method.",
 		}, []string{"method"}),
@@ -111,7 +148,7 @@ func newCounters(reg prometheus.Registerer) (*counters, error) {
 	}
 	c.agents = agents
 	if reg != nil {
-		for _, col := range []prometheus.Collector{c.messages, c.rejected, c.panics, c.connected} {
+		for _, col := range []prometheus.Collector{c.messages, c.rejected, c.malformed, c.panics, c.connected} {
 			if err := reg.Register(col); err != nil {
 				return nil, err
 			}
@@ -166,6 +203,9 @@ type Stats struct {
 	Rejected  map[string]int64 `json:"rejected"`
 	Agents    []AgentStats     `json:"agents"`
 	Trace     *trace.Stats     `json:"trace,omitempty"`
+	// Budget is the receive budget; Connections the open agent connections.
+	Budget      *BudgetStats `json:"receive_budget,omitempty"`
+	Connections int64        `json:"connections"`
 }
 
 // AgentStats is one agent run in /v1/stats.

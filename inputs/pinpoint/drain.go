@@ -100,7 +100,9 @@ const dataReadAhead = 2
 // received is one message a data stream's reader got.
 type received[M any] struct {
 	msg       M
+	held      int64 // charged to the receive budget; released once msg is handled
 	decodeErr error // the message did not decode (counted, skipped)
+	admitErr  error // the receive budget refused the message (not decoded)
 	err       error // RecvMsg failed or the client half-closed (io.EOF): the end
 }
 
@@ -108,22 +110,46 @@ type received[M any] struct {
 // ends when the drain begins, once the messages received already are handled, with
 // UNAVAILABLE. grpc-go cannot interrupt RecvMsg but by ending the call, so a reader
 // goroutine receives (and decodes, into a fresh newMsg() each) ahead of the handler; it
-// ends when the call does.
+// ends when the call does. Each message is admitted against the receive budget before it
+// is decoded (the reader waits there, and gRPC flow control holds the agent back), and
+// its charge is released once the handler handed it on.
 func recvData[M proto.Message](in *Input, stream grpc.ServerStream, newMsg func() M, handle func(ctx context.Context, m M)) error {
 	ch := make(chan received[M], dataReadAhead)
 	done := make(chan struct{})
 	defer close(done)
-	method, _ := grpc.MethodFromServerStream(stream)
+	full, _ := grpc.MethodFromServerStream(stream)
+	method := methodName(stream)
+	ctx := stream.Context()
+	admit := in.admitter(ctx, classData, true, nil)
 	in.readers.Add(1)
 	go func() {
 		defer in.readers.Done()
+		defer func() {
+			// Once the handler is gone nobody takes what is still queued: release it.
+			<-done
+			for {
+				select {
+				case r := <-ch:
+					in.budget.release(r.held)
+				default:
+					return
+				}
+			}
+		}()
 		for {
 			m := newMsg()
 			f := protoFrame(m)
-			err := in.recvGuarded(method, stream, f)
+			f.admit = admit
+			err := in.recvGuarded(full, stream, f)
+			r := received[M]{msg: m, held: f.held, decodeErr: f.err, admitErr: f.admitErr, err: err}
+			if err != nil || f.admitErr != nil || f.err != nil {
+				var zero M
+				r.msg = zero // nothing to hand on: do not keep it
+			}
 			select {
-			case ch <- received[M]{msg: m, decodeErr: f.err, err: err}:
+			case ch <- r:
 			case <-done:
+				in.budget.release(r.held)
 				return
 			}
 			if err != nil {
@@ -131,16 +157,22 @@ func recvData[M proto.Message](in *Input, stream grpc.ServerStream, newMsg func(
 			}
 		}
 	}()
-	ctx := stream.Context()
 	take := func(r received[M]) (bool, error) {
+		defer in.budget.release(r.held)
 		switch {
 		case errors.Is(r.err, io.EOF):
 			return true, nil
 		case r.err != nil:
 			return true, r.err // transport gone, too large, cancelled: grpc reports the status
+		case r.admitErr != nil:
+			if err := in.streamAdmission(ctx, r.admitErr); err != nil {
+				return true, err
+			}
 		case r.decodeErr != nil:
+			in.malformed(method, decodeReason(r.decodeErr))
 			in.counters.reject(senderFrom(ctx), reasonDecode)
 		default:
+			in.touch(ctx)
 			handle(ctx, r.msg)
 		}
 		return false, nil
@@ -169,11 +201,21 @@ func (in *Input) recvGuarded(method string, stream grpc.ServerStream, f *frame) 
 	return stream.RecvMsg(f)
 }
 
+// touch marks the call's agent run as seen, so its metadata stays in the cache while it
+// sends on a long-lived stream (the interceptors mark it at the start of each call).
+func (in *Input) touch(ctx context.Context) {
+	if s := senderFrom(ctx); s != nil && in.meta != nil {
+		in.meta.Touch(s.AgentKey)
+	}
+}
+
 // handleFrame hands on one received message, or counts it when it did not decode (recvLoop).
-func (in *Input) handleFrame(ctx context.Context, f *frame, handle func(ctx context.Context)) {
+func (in *Input) handleFrame(ctx context.Context, method string, f *frame, handle func(ctx context.Context)) {
 	if f.err != nil {
+		in.malformed(method, decodeReason(f.err))
 		in.counters.reject(senderFrom(ctx), reasonDecode)
 		return
 	}
+	in.touch(ctx)
 	handle(ctx)
 }

@@ -73,6 +73,9 @@ func FuzzSpanBatch(f *testing.F) {
 	seed(f, "/v1.Span/SendSpanBatch")
 	in := fuzzInput(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if e := estimateHeap(spanBatchDesc, data); e.total <= 0 || e.largest < 0 || e.largest > e.total {
+			t.Fatalf("estimate %+v", e)
+		}
 		var b spanBatch
 		if err := b.decode(data); err != nil {
 			t.Fatal(err)
@@ -81,7 +84,7 @@ func FuzzSpanBatch(f *testing.F) {
 			t.Fatal("rejected without a reason")
 		}
 		for _, m := range b.spans {
-			in.handleSpanMessage(context.Background(), fuzzSender, m)
+			in.handleSpanMessage(context.Background(), fuzzSender, "SendSpanBatch", m)
 		}
 	})
 }
@@ -91,10 +94,11 @@ func FuzzSpanMessage(f *testing.F) {
 	in := fuzzInput(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := &pb.PSpanMessage{}
+		_ = estimateHeap(m.ProtoReflect().Descriptor(), data)
 		if proto.Unmarshal(data, m) != nil {
 			return
 		}
-		in.handleSpanMessage(context.Background(), fuzzSender, m)
+		in.handleSpanMessage(context.Background(), fuzzSender, "SendSpan", m)
 	})
 }
 

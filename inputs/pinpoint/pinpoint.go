@@ -22,7 +22,6 @@ import (
 	"github.com/apmkit/apmkit/inputs/pinpoint/servicetype"
 	"github.com/apmkit/apmkit/inputs/pinpoint/stats"
 	"github.com/apmkit/apmkit/inputs/pinpoint/trace"
-	"github.com/apmkit/apmkit/point"
 )
 
 // Name is the input's name in [[inputs.pinpoint]] and ENV_INPUT_PINPOINT_*.
@@ -56,6 +55,8 @@ type Input struct {
 	log *slog.Logger
 
 	counters    *counters
+	budget      *receiveBudget // memory of the messages being decoded and handled
+	conns       *connLimit     // max_connections
 	meta        *meta.Store
 	types       *servicetype.Table
 	ownDB       *cache.DB // only with [storage] path
@@ -99,6 +100,9 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 	if in.counters, err = newCounters(host.Metrics()); err != nil {
 		return fmt.Errorf("pinpoint: metrics: %w", err)
 	}
+	if err := in.startLimits(host); err != nil {
+		return err
+	}
 	namespace, err := in.openStore(host)
 	if err != nil {
 		return err
@@ -108,6 +112,7 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 	if err != nil {
 		return err
 	}
+	in.meta.Start() // the refresher of agent runs' TTLs; stopped by closeLocked
 	if in.types, err = in.loadTypes(store); err != nil {
 		return err
 	}
@@ -125,6 +130,25 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 	return in.listen(ctx)
 }
 
+// startLimits sets up the receive budget and max_connections, with their metrics.
+func (in *Input) startLimits(host inputs.Host) error {
+	in.budget = newReceiveBudget(int64(in.cfg.ReceiveBudgetMB) << 20)
+	in.conns = newConnLimit(in.cfg.MaxConnections, in.log)
+	if reg := host.Metrics(); reg != nil {
+		for _, c := range append(in.budget.collectors(), in.conns.collectors()...) {
+			if err := reg.Register(c); err != nil {
+				return fmt.Errorf("pinpoint: metrics: %w", err)
+			}
+		}
+	}
+	// A full batch of agent-like spans is charged about 11.5 times its size.
+	if need := 12 * int64(in.cfg.MaxRecvMsgSize); need > in.budget.limits[classData] {
+		in.log.Warn("pinpoint: receive_budget_mb is small for max_recv_msg_size: the largest span batches will be refused (RESOURCE_EXHAUSTED)",
+			"receive_budget_mb", in.cfg.ReceiveBudgetMB, "max_recv_msg_size", in.cfg.MaxRecvMsgSize, "suggested_mb", (need*8/7>>20)+1)
+	}
+	return nil
+}
+
 // startAssembler starts the stage that rebuilds transactions from spans and chunks.
 func (in *Input) startAssembler(host inputs.Host, store cache.Store) error {
 	asm, err := trace.New(trace.Options{
@@ -135,11 +159,9 @@ func (in *Input) startAssembler(host inputs.Host, store cache.Store) error {
 		ChunkWait:    in.cfg.ChunkWait,
 		MetadataWait: in.cfg.MetadataWait,
 		DelMessage:   in.cfg.DelMessage,
-		Emit: func(ctx context.Context, pts []*point.Point) error {
-			return host.Feed(ctx, point.Tracing, pts)
-		},
-		Metrics: host.Metrics(),
-		Logger:  in.log,
+		Emit:         host.FeedSpan,
+		Metrics:      host.Metrics(),
+		Logger:       in.log,
 	})
 	if err != nil {
 		return fmt.Errorf("pinpoint: %w", err)
@@ -198,6 +220,7 @@ func (in *Input) listen(ctx context.Context) error {
 	}
 	for _, ln := range lns {
 		in.listeners = append(in.listeners, ln.Addr().String())
+		ln = in.conns.wrap(ln)
 		in.serving.Add(1)
 		go func(ln net.Listener) {
 			defer in.serving.Done()
@@ -275,6 +298,9 @@ func (in *Input) closeLocked(ctx context.Context) error {
 	}
 	in.serving.Wait()
 	in.readers.Wait() // their streams ended with the server
+	if in.meta != nil {
+		in.meta.Stop()
+	}
 	var errs []error
 	if asm := in.asm.Swap(nil); asm != nil {
 		errs = append(errs, asm.Stop(ctx))
@@ -300,6 +326,13 @@ func (in *Input) Stats() any {
 	}
 	st := in.counters.snapshot()
 	st.Listeners = in.Addrs()
+	if in.budget != nil {
+		b := in.budget.stats()
+		st.Budget = &b
+	}
+	if in.conns != nil {
+		st.Connections = in.conns.open.Load()
+	}
 	if asm := in.asm.Load(); asm != nil {
 		ts := asm.Stats()
 		st.Trace = &ts

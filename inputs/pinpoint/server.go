@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,6 +22,7 @@ func (in *Input) newServer() (*grpc.Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec{}),
 		grpc.MaxRecvMsgSize(in.cfg.MaxRecvMsgSize),
+		grpc.MaxConcurrentStreams(uint32(in.cfg.MaxConcurrentStreams)),
 		// Agents ping every 30 s even without streams; grpc-go's default policy (5 min)
 		// would answer GOAWAY too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -117,11 +119,17 @@ func unaryMethod[R any, P interface {
 		in := srv.(*Input)
 		req := P(new(R))
 		f := protoFrame(req)
+		f.admit = in.admitter(ctx, classControl, false, nil)
 		if err := dec(f); err != nil {
 			return nil, err
 		}
+		defer in.budget.release(f.held)
 		handler := func(ctx context.Context, _ any) (any, error) {
 			sender := senderFrom(ctx)
+			if f.admitErr != nil {
+				in.rejectAdmission(sender, f.admitErr)
+				return nil, f.admitErr
+			}
 			if f.err != nil {
 				in.counters.reject(sender, reasonDecode)
 				return nil, status.Errorf(codes.InvalidArgument, "pinpoint: %s: %s does not decode: %v", method, t, f.err)
@@ -136,11 +144,14 @@ func unaryMethod[R any, P interface {
 	}}
 }
 
-// recvLoop reads a client stream until the client half-closes. Each message is decoded
-// into f and handed to handle, which counts it; a message that does not decode is counted
-// and skipped and never ends the stream.
+// recvLoop reads a client stream of control messages (pings, commands) until the client
+// half-closes. Each message is admitted against the receive budget, decoded into f and
+// handed to handle, which counts it; a message that does not decode is counted and skipped
+// and never ends the stream.
 func recvLoop(in *Input, stream grpc.ServerStream, f *frame, handle func(ctx context.Context)) error {
 	ctx := stream.Context()
+	method := methodName(stream)
+	f.admit = in.admitter(ctx, classControl, true, nil)
 	for {
 		err := stream.RecvMsg(f)
 		if errors.Is(err, io.EOF) {
@@ -149,6 +160,21 @@ func recvLoop(in *Input, stream grpc.ServerStream, f *frame, handle func(ctx con
 		if err != nil {
 			return err // transport gone, too large, cancelled: grpc reports the status
 		}
-		in.handleFrame(ctx, f, handle)
+		if f.admitErr != nil {
+			if end := in.streamAdmission(ctx, f.admitErr); end != nil {
+				return end
+			}
+			continue
+		}
+		func() {
+			defer in.budget.release(f.held) // also when handle panics
+			in.handleFrame(ctx, method, f, handle)
+		}()
 	}
+}
+
+// methodName is the short name of a stream's method (SendSpan, PingSession...), for labels.
+func methodName(stream grpc.ServerStream) string {
+	full, _ := grpc.MethodFromServerStream(stream)
+	return full[strings.LastIndexByte(full, '/')+1:]
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -362,6 +363,11 @@ func TestBatchPartialSuccess(t *testing.T) {
 	if st := in.counters.snapshot(); st.Messages["PSpan"] != 3 {
 		t.Fatalf("messages %v", st.Messages)
 	}
+	for reason, n := range map[string]float64{malformedNotProtobuf: 1, malformedVersion: 1} {
+		if got := testutil.ToFloat64(in.counters.malformed.WithLabelValues("SendSpanBatch", reason)); got != n {
+			t.Errorf("malformed{SendSpanBatch,%s} = %v, want %v", reason, got, n)
+		}
+	}
 }
 
 func TestOversizedMessage(t *testing.T) {
@@ -405,6 +411,9 @@ func TestPanicInHandlerIsInternal(t *testing.T) {
 	}
 	if st := in.counters.snapshot(); st.Rejected[reasonPanic] != 2 {
 		t.Fatalf("rejected %v", st.Rejected)
+	}
+	if b := in.budget.stats(); b.InUse != 0 {
+		t.Fatalf("the panicking calls left %d bytes of the receive budget charged", b.InUse)
 	}
 }
 

@@ -133,7 +133,7 @@ func sendSpan(srv any, stream grpc.ServerStream) error {
 	defer leave()
 	// A fresh message each time: the consumer may keep what it gets.
 	err = recvData(in, stream, func() *pb.PSpanMessage { return &pb.PSpanMessage{} }, func(ctx context.Context, msg *pb.PSpanMessage) {
-		if reason := in.handleSpanMessage(ctx, senderFrom(ctx), msg); reason != "" {
+		if reason := in.handleSpanMessage(ctx, senderFrom(ctx), "SendSpan", msg); reason != "" {
 			in.counters.reject(senderFrom(ctx), reason)
 		}
 	})
@@ -145,10 +145,13 @@ func sendSpan(srv any, stream grpc.ServerStream) error {
 
 // spanBatch is a PSpanMessageBatch decoded span by span.
 type spanBatch struct {
-	spans    []*pb.PSpanMessage
-	rejected int64
-	firstErr error
+	spans     []*pb.PSpanMessage
+	rejected  int64
+	firstErr  error
+	malformed []string // why each span that did not decode was rejected (decodeReason)
 }
+
+var spanBatchDesc = (&pb.PSpanMessageBatch{}).ProtoReflect().Descriptor()
 
 // decodeBatch walks the batch's field 1 entries itself, so a span that does not decode is
 // rejected alone and the rest of the batch is kept.
@@ -156,14 +159,14 @@ func (b *spanBatch) decode(buf []byte) error {
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
 		if n < 0 {
-			b.reject(fmt.Errorf("batch envelope: %w", protowire.ParseError(n)))
+			b.rejectEnvelope(protowire.ParseError(n))
 			return nil
 		}
 		buf = buf[n:]
 		if num != 1 || typ != protowire.BytesType {
 			n = protowire.ConsumeFieldValue(num, typ, buf)
 			if n < 0 {
-				b.reject(fmt.Errorf("batch envelope: %w", protowire.ParseError(n)))
+				b.rejectEnvelope(protowire.ParseError(n))
 				return nil
 			}
 			buf = buf[n:]
@@ -171,18 +174,25 @@ func (b *spanBatch) decode(buf []byte) error {
 		}
 		v, n := protowire.ConsumeBytes(buf)
 		if n < 0 {
-			b.reject(fmt.Errorf("batch envelope: %w", protowire.ParseError(n)))
+			b.rejectEnvelope(protowire.ParseError(n))
 			return nil
 		}
 		buf = buf[n:]
 		m := &pb.PSpanMessage{}
 		if err := proto.Unmarshal(v, m); err != nil {
 			b.reject(fmt.Errorf("span message %d: %w", len(b.spans)+int(b.rejected)+1, err))
+			b.malformed = append(b.malformed, decodeReason(err))
 			continue
 		}
 		b.spans = append(b.spans, m)
 	}
 	return nil
+}
+
+// rejectEnvelope rejects the rest of a batch whose envelope does not parse.
+func (b *spanBatch) rejectEnvelope(err error) {
+	b.reject(fmt.Errorf("batch envelope: %w", err))
+	b.malformed = append(b.malformed, malformedNotProtobuf)
 }
 
 func (b *spanBatch) reject(err error) {
@@ -204,16 +214,23 @@ const (
 func sendSpanBatch(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	in := srv.(*Input)
 	batch := &spanBatch{}
-	if err := dec(&frame{decode: batch.decode}); err != nil {
+	f := &frame{decode: batch.decode, desc: spanBatchDesc, admit: in.admitter(ctx, classData, false, in.data.draining())}
+	if err := dec(f); err != nil {
 		return nil, err
 	}
+	// The batch's charge is released once its spans are handed on (the answer is tiny).
+	defer in.budget.release(f.held)
 	handler := func(ctx context.Context, _ any) (any, error) {
+		sender := senderFrom(ctx)
+		if f.admitErr != nil {
+			in.rejectAdmission(sender, f.admitErr)
+			return nil, f.admitErr
+		}
 		leave, err := in.admitData(ctx)
 		if err != nil {
 			return nil, err
 		}
 		defer leave()
-		sender := senderFrom(ctx)
 		in.counters.count(sender, msgSpanMessageBatch)
 		errID := int64(0)
 		if batch.rejected > 0 {
@@ -221,9 +238,15 @@ func sendSpanBatch(srv any, ctx context.Context, dec func(any) error, intercepto
 			for range batch.rejected {
 				in.counters.reject(sender, reasonDecode)
 			}
+			for _, reason := range batch.malformed {
+				in.malformed("SendSpanBatch", reason)
+			}
 		}
-		for _, m := range batch.spans {
-			reason := in.handleSpanMessage(ctx, sender, m)
+		spans := batch.spans
+		batch.spans = nil
+		for i, m := range spans {
+			spans[i] = nil // handed on: the batch keeps no reference to it
+			reason := in.handleSpanMessage(ctx, sender, "SendSpanBatch", m)
 			if reason == "" {
 				continue
 			}
@@ -249,15 +272,17 @@ func sendSpanBatch(srv any, ctx context.Context, dec func(any) error, intercepto
 	return interceptor(ctx, nil, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/v1.Span/SendSpanBatch"}, handler)
 }
 
-// handleSpanMessage counts, validates and hands on one span or chunk. It returns the
-// reject reason, or "" when the message was taken.
-func (in *Input) handleSpanMessage(ctx context.Context, sender *meta.Sender, m *pb.PSpanMessage) string {
+// handleSpanMessage counts, validates and hands on one span or chunk received by method.
+// It returns the reject reason, or "" when the message was taken; a malformed one is also
+// counted by what is wrong with it.
+func (in *Input) handleSpanMessage(ctx context.Context, sender *meta.Sender, method string, m *pb.PSpanMessage) string {
 	in.counters.count(sender, msgSpanMessage)
 	switch {
 	case m.GetSpan() != nil:
 		span := m.GetSpan()
 		in.counters.count(sender, msgSpan)
-		if span.GetVersion() != 1 || span.GetTransactionId() == nil {
+		if bad := invalidSpan(span.GetVersion(), span.GetTransactionId()); bad != "" {
+			in.malformed(method, bad)
 			return reasonInvalid
 		}
 		if err := in.spans.ConsumeSpan(ctx, sender, span); err != nil {
@@ -266,14 +291,28 @@ func (in *Input) handleSpanMessage(ctx context.Context, sender *meta.Sender, m *
 	case m.GetSpanChunk() != nil:
 		chunk := m.GetSpanChunk()
 		in.counters.count(sender, msgSpanChunk)
-		if chunk.GetVersion() != 1 || chunk.GetTransactionId() == nil {
+		if bad := invalidSpan(chunk.GetVersion(), chunk.GetTransactionId()); bad != "" {
+			in.malformed(method, bad)
 			return reasonInvalid
 		}
 		if err := in.spans.ConsumeChunk(ctx, sender, chunk); err != nil {
 			return reasonConsumer
 		}
 	default:
+		in.malformed(method, malformedEmpty)
 		return reasonUnknownOneof
+	}
+	return ""
+}
+
+// invalidSpan is the malformed reason of a span or chunk that decoded but cannot be
+// placed, or "".
+func invalidSpan(version int32, tx *pb.PTransactionId) string {
+	switch {
+	case version != 1:
+		return malformedVersion
+	case tx == nil:
+		return malformedNoTransaction
 	}
 	return ""
 }
@@ -300,6 +339,7 @@ func sendAgentStat(srv any, stream grpc.ServerStream) error {
 		case msg.GetProfilerMetric() != nil:
 			in.counters.count(sender, msgProfilerMetric)
 		default:
+			in.malformed("SendAgentStat", malformedEmpty)
 			in.counters.reject(sender, reasonUnknownOneof)
 			return
 		}

@@ -20,6 +20,7 @@ import (
 	apmio "github.com/apmkit/apmkit/io"
 	"github.com/apmkit/apmkit/pipeline"
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
 // Agent is one running apmkit.
@@ -75,12 +76,12 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
 	}
-	if a.db, err = cache.OpenBadger(filepath.Join(dataDir, "cache"), a.cfg.Main.Cache, a.log.With("component", "cache")); err != nil {
+	// On a full disk (or when badger fails to open) the cache still opens, degraded, and
+	// says so in its log, /v1/ping and /metrics.
+	if a.db, err = cache.OpenBadger(filepath.Join(dataDir, "cache"), a.cfg.Main.Cache, a.log); err != nil {
 		return err
 	}
-	a.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "apmkit_cache_size_bytes", Help: "On-disk size of the cache.",
-	}, func() float64 { return float64(a.db.SizeBytes()) }))
+	a.reg.MustRegister(cacheCollector{db: a.db})
 	if a.uploader, err = apmio.New(a.cfg.Main.IO, dataDir, a.log.With("component", "io"), a.reg); err != nil {
 		return err
 	}
@@ -114,7 +115,9 @@ func (a *Agent) startInputs(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", inst.Source, err)
 		}
 		ri.pipe = h.pipe
+		ri.pipe.Start()
 		if err := in.Start(ctx, h); err != nil {
+			_ = ri.pipe.Stop(ctx) // holds nothing: the input fed it nothing
 			return fmt.Errorf("input %s (%s) failed to start: %w", inst.Plugin, inst.Source, err)
 		}
 		a.inputs = append(a.inputs, ri)
@@ -126,8 +129,10 @@ func (a *Agent) startInputs(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops inputs (newest first), then the uploader (flushing to outputs or the spill),
-// then the cache. It is safe to call more than once and before Start.
+// Stop stops inputs (newest first), each followed by its pipeline (which decides the traces
+// still waiting for a decision and hands the kept spans to the uploader), then the
+// uploader (flushing to outputs or the spill), then the cache. It is safe to call more
+// than once and before Start.
 func (a *Agent) Stop(ctx context.Context) error {
 	var errs []error
 	// The API goes first: it reads the input list that Stop tears down.
@@ -139,6 +144,9 @@ func (a *Agent) Stop(ctx context.Context) error {
 		ri := a.inputs[i]
 		if err := ri.input.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop input %s #%d: %w", ri.plugin, ri.instance, err))
+		}
+		if err := ri.pipe.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop pipeline of input %s #%d: %w", ri.plugin, ri.instance, err))
 		}
 	}
 	a.inputs = nil
@@ -194,7 +202,8 @@ func (a *Agent) newHost(ri *runningInput, cfg inputs.Config) (*host, error) {
 	pc.GlobalTags = a.cfg.Main.GlobalTags
 	labels := prometheus.Labels{"input": ri.plugin, "instance": fmt.Sprint(ri.instance)}
 	reg := prometheus.WrapRegistererWith(labels, a.reg)
-	pipe, err := pipeline.New(pc, pipeline.Options{Metrics: reg})
+	// Kept spans go to the uploader: from FeedSpan, or later, once their trace is decided.
+	pipe, err := pipeline.New(pc, pipeline.Options{Metrics: reg, Emit: a.uploader.FeedSpan})
 	if err != nil {
 		return nil, err
 	}
@@ -207,11 +216,17 @@ func (a *Agent) newHost(ri *runningInput, cfg inputs.Config) (*host, error) {
 }
 
 func (h *host) Feed(ctx context.Context, cat point.Category, pts []*point.Point) error {
-	pts = h.pipe.Process(cat, pts)
+	pts = h.pipe.Process(pts)
 	if len(pts) == 0 {
 		return nil
 	}
 	return h.agent.uploader.Feed(ctx, cat, pts)
+}
+
+// FeedSpan hands the span to the pipeline, which emits it to the uploader at once or, when
+// a sampler or filter is configured, once its trace is decided.
+func (h *host) FeedSpan(ctx context.Context, s *span.Span) error {
+	return h.pipe.ProcessSpan(ctx, s)
 }
 
 func (h *host) Store(namespace string) cache.Store { return h.agent.db.Namespace(namespace) }
@@ -230,5 +245,39 @@ func closeWithin(ctx context.Context, close func() error) error {
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("cache did not close in time: %w", ctx.Err())
+	}
+}
+
+// cacheCollector exposes the cache's Stats on /metrics, from one snapshot per scrape.
+type cacheCollector struct{ db *cache.DB }
+
+var (
+	cacheSizeDesc    = prometheus.NewDesc("apmkit_cache_size_bytes", "Size of the cache: on disk, or in memory in the memory state.", nil, nil)
+	cacheStateDesc   = prometheus.NewDesc("apmkit_cache_state", "1 for the cache's state: ok, disk_full (writes refused) or memory (badger closed, degraded).", []string{"state"}, nil)
+	cacheFreeDesc    = prometheus.NewDesc("apmkit_cache_free_bytes", "Free space of the data dir's file system at the last measurement (-1: unknown).", nil, nil)
+	cacheReserveDesc = prometheus.NewDesc("apmkit_cache_reserve_bytes", "Free space the cache leaves: below it, cache writes are refused (min_free_mb plus badger's tables).", nil, nil)
+	cacheRefusedDesc = prometheus.NewDesc("apmkit_cache_writes_refused_total", "Cache writes refused, by reason: disk_full (free space below the reserve), capacity (capacity_mb, or the memory state's bound).", []string{"reason"}, nil)
+)
+
+func (c cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{cacheSizeDesc, cacheStateDesc, cacheFreeDesc, cacheReserveDesc, cacheRefusedDesc} {
+		ch <- d
+	}
+}
+
+func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.db.Stats()
+	ch <- prometheus.MustNewConstMetric(cacheSizeDesc, prometheus.GaugeValue, float64(st.SizeBytes))
+	for _, s := range []cache.State{cache.StateOK, cache.StateDiskFull, cache.StateMemory} {
+		v := 0.0
+		if st.State == s {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(cacheStateDesc, prometheus.GaugeValue, v, string(s))
+	}
+	ch <- prometheus.MustNewConstMetric(cacheFreeDesc, prometheus.GaugeValue, float64(st.FreeBytes))
+	ch <- prometheus.MustNewConstMetric(cacheReserveDesc, prometheus.GaugeValue, float64(st.ReserveBytes))
+	for _, r := range []string{cache.ReasonDiskFull, cache.ReasonCapacity} {
+		ch <- prometheus.MustNewConstMetric(cacheRefusedDesc, prometheus.CounterValue, float64(st.Refused[r]), r)
 	}
 }

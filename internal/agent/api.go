@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/config"
 	"github.com/apmkit/apmkit/inputs"
 	"github.com/apmkit/apmkit/internal/version"
@@ -71,11 +72,32 @@ type Ping struct {
 	Hostname      string  `json:"hostname"`
 	Uptime        string  `json:"uptime"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
+	// Status is "ok", or "degraded" while part of apmkit runs degraded; Degraded says what
+	// and why, one sentence each. /v1/ping still answers 200 then: apmkit is up and takes
+	// data, and a probe that restarted it would bring it back to the same full disk.
+	Status   string   `json:"status"`
+	Degraded []string `json:"degraded,omitempty"`
+	// CacheState is the cache's state: ok, disk_full (writes refused) or memory (badger
+	// closed; see cache.State).
+	CacheState cache.State `json:"cache_state"`
 }
 
 func (a *Agent) handlePing(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, a.ping())
+}
+
+func (a *Agent) ping() Ping {
 	up := time.Since(a.started)
-	writeJSON(w, Ping{Version: version.Version, Hostname: a.hostname, Uptime: up.Round(time.Second).String(), UptimeSeconds: up.Seconds()})
+	p := Ping{Version: version.Version, Hostname: a.hostname, Uptime: up.Round(time.Second).String(), UptimeSeconds: up.Seconds(), Status: "ok"}
+	if a.db != nil {
+		var problem string
+		p.CacheState, problem = a.db.State()
+		if problem != "" {
+			p.Status = "degraded"
+			p.Degraded = append(p.Degraded, "cache: "+problem)
+		}
+	}
+	return p
 }
 
 // InputStats is one input instance in /v1/stats.
@@ -93,6 +115,7 @@ type Stats struct {
 	Inputs     []InputStats `json:"inputs"`
 	IO         any          `json:"io"`
 	CacheBytes int64        `json:"cache_bytes"`
+	Cache      *cache.Stats `json:"cache,omitempty"`
 }
 
 func (a *Agent) handleStats(w http.ResponseWriter, _ *http.Request) {
@@ -101,11 +124,7 @@ func (a *Agent) handleStats(w http.ResponseWriter, _ *http.Request) {
 
 // Stats snapshots the agent's state.
 func (a *Agent) Stats() Stats {
-	up := time.Since(a.started)
-	st := Stats{
-		Ping:   Ping{Version: version.Version, Hostname: a.hostname, Uptime: up.Round(time.Second).String(), UptimeSeconds: up.Seconds()},
-		Inputs: []InputStats{},
-	}
+	st := Stats{Ping: a.ping(), Inputs: []InputStats{}}
 	for _, ri := range a.inputs {
 		is := InputStats{Input: ri.plugin, Instance: ri.instance, Source: ri.source, Pipeline: ri.pipe.Stats()}
 		if r, ok := ri.input.(inputs.StatsReporter); ok {
@@ -117,7 +136,8 @@ func (a *Agent) Stats() Stats {
 		st.IO = a.uploader.Stats()
 	}
 	if a.db != nil {
-		st.CacheBytes = a.db.SizeBytes()
+		cs := a.db.Stats()
+		st.Cache, st.CacheBytes = &cs, cs.SizeBytes
 	}
 	return st
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/apmkit/apmkit/cache"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -59,5 +61,44 @@ func TestPprofWhenEnabled(t *testing.T) {
 	a, _ := startAgentMain(t, t.TempDir(), "[http_api]\nlisten = \"127.0.0.1:0\"\npprof = true\n", "")
 	if code, body := get(t, "http://"+a.APIAddr()+"/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
 		t.Fatalf("pprof: %d", code)
+	}
+}
+
+// TestPingReportsADegradedCache: on a disk without the cache's reserve (here a reserve no
+// disk has) apmkit starts anyway, on an in-memory cache, and says so in /v1/ping (still 200),
+// /v1/stats and /metrics.
+func TestPingReportsADegradedCache(t *testing.T) {
+	a, _ := startAgentMain(t, t.TempDir(), "[http_api]\nlisten = \"127.0.0.1:0\"\n[cache]\nmin_free_mb = 1000000000\n", "")
+	base := "http://" + a.APIAddr()
+	code, body := get(t, base+"/v1/ping")
+	var ping Ping
+	if code != 200 || json.Unmarshal([]byte(body), &ping) != nil {
+		t.Fatalf("ping %d %s", code, body)
+	}
+	if ping.Status != "degraded" || ping.CacheState != cache.StateMemory || len(ping.Degraded) != 1 ||
+		!strings.Contains(ping.Degraded[0], "cache: ") || !strings.Contains(ping.Degraded[0], "disk is full") {
+		t.Fatalf("ping on a full disk: %s", body)
+	}
+	code, body = get(t, base+"/v1/stats")
+	var st Stats
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.Cache == nil || st.Cache.State != cache.StateMemory ||
+		st.Cache.ReserveBytes != 1000000000<<20 || st.Status != "degraded" {
+		t.Fatalf("stats on a full disk: %d %s", code, body)
+	}
+	_, body = get(t, base+"/metrics")
+	for _, m := range []string{`apmkit_cache_state{state="memory"} 1`, `apmkit_cache_state{state="ok"} 0`, `apmkit_cache_writes_refused_total{reason="disk_full"} 0`, "apmkit_cache_reserve_bytes 1.048576e+15"} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+}
+
+// TestPingOK: a healthy apmkit says so.
+func TestPingOK(t *testing.T) {
+	a, _ := startAgent(t, t.TempDir(), "")
+	_, body := get(t, "http://"+a.APIAddr()+"/v1/ping")
+	var ping Ping
+	if json.Unmarshal([]byte(body), &ping) != nil || ping.Status != "ok" || ping.CacheState != cache.StateOK || len(ping.Degraded) != 0 {
+		t.Fatalf("ping: %s", body)
 	}
 }

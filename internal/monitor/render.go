@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/inputs/pinpoint"
 	apmio "github.com/apmkit/apmkit/io"
 )
@@ -79,6 +80,29 @@ func (r *renderer) header() {
 	if r.opts.Once {
 		r.line("one snapshot: counts are totals since apmkit started (the live view shows rates)")
 	}
+	for _, d := range c.Degraded {
+		r.line("DEGRADED  " + d)
+	}
+}
+
+// cacheText is what the IO line says of the cache: its size and, unless all is well, its
+// state and refused writes.
+func cacheText(c *Snapshot) string {
+	cs := c.Cache
+	if cs == nil || cs.State == "" {
+		return fmt.Sprintf("cache %s on disk", bytesText(c.CacheBytes))
+	}
+	refused := ""
+	if n := total(cs.Refused); n > 0 {
+		refused = ", writes refused " + reasons(cs.Refused)
+	}
+	switch cs.State {
+	case cache.StateDiskFull:
+		return fmt.Sprintf("cache %s on disk, DISK FULL: %s free, reserve %s%s", bytesText(cs.SizeBytes), bytesText(cs.FreeBytes), bytesText(cs.ReserveBytes), refused)
+	case cache.StateMemory:
+		return fmt.Sprintf("cache %s IN MEMORY (degraded, lost at restart)%s", bytesText(cs.SizeBytes), refused)
+	}
+	return fmt.Sprintf("cache %s on disk%s", bytesText(cs.SizeBytes), refused)
 }
 
 // input renders one input instance: its listeners and counters, then its agents.
@@ -221,7 +245,7 @@ type agentKey struct {
 func (r *renderer) io() {
 	c := r.cur
 	r.line("")
-	r.line(fmt.Sprintf("IO  (cache %s on disk)", bytesText(c.CacheBytes)))
+	r.line(fmt.Sprintf("IO  (%s)", cacheText(c)))
 	prevCat := map[string]apmio.CategoryStats{}
 	prevOut := map[string]apmio.OutputStats{}
 	if r.prev != nil {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/apmkit/apmkit/cache"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current renderer (review the diff by hand)")
@@ -264,5 +266,48 @@ func TestRunLiveKeepsTryingWhileApmkitIsDown(t *testing.T) {
 	}
 	if len(w.frames) != 2 || !strings.Contains(w.frames[1], "waiting for apmkit at http://"+addr) {
 		t.Errorf("frames: %q", w.frames)
+	}
+}
+
+// TestRenderDegradedCache: a cache that is not ok shows in the header (the /v1/ping text) and
+// on the IO line, with its free space, reserve and refused writes.
+func TestRenderDegradedCache(t *testing.T) {
+	cur := loadSnapshot(t, "cur.json")
+	cur.Status = "degraded"
+	cur.Degraded = []string{"cache: disk full: 3.0 MiB free on the data dir's file system, below the cache's reserve of 10.0 MiB: cache writes are refused until space returns"}
+	cur.CacheState = cache.StateDiskFull
+	cur.Cache = &cache.Stats{State: cache.StateDiskFull, SizeBytes: 5 << 20, FreeBytes: 3 << 20, ReserveBytes: 10 << 20,
+		Refused: map[string]int64{cache.ReasonDiskFull: 7}}
+	var b bytes.Buffer
+	if err := Render(&b, cur, nil, RenderOptions{Once: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"\nDEGRADED  cache: disk full: 3.0 MiB free",
+		"\nIO  (cache 5.0 MiB on disk, DISK FULL: 3.0 MiB free, reserve 10.0 MiB, writes refused 7 (disk_full:7))\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("frame lacks %q:\n%s", want, b.String())
+		}
+	}
+
+	cur.Cache = &cache.Stats{State: cache.StateMemory, SizeBytes: 1 << 20, Refused: map[string]int64{}}
+	b.Reset()
+	if err := Render(&b, cur, nil, RenderOptions{Once: true}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "\nIO  (cache 1.0 MiB IN MEMORY (degraded, lost at restart))\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("frame lacks %q:\n%s", want, b.String())
+	}
+
+	// An ok cache reads as before.
+	cur.Status, cur.Degraded = "ok", nil
+	cur.Cache = &cache.Stats{State: cache.StateOK, SizeBytes: 2 << 20, Refused: map[string]int64{}}
+	b.Reset()
+	if err := Render(&b, cur, nil, RenderOptions{Once: true}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "DEGRADED") || !strings.Contains(b.String(), "\nIO  (cache 2.0 MiB on disk)\n") {
+		t.Errorf("an ok cache:\n%s", b.String())
 	}
 }

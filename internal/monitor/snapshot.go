@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/inputs/pinpoint"
 	"github.com/apmkit/apmkit/internal/agent"
 	apmio "github.com/apmkit/apmkit/io"
@@ -23,9 +24,10 @@ import (
 // concrete, so a renamed JSON field breaks the build or the integration test, not the view.
 type Snapshot struct {
 	agent.Ping
-	Inputs     []Input     `json:"inputs"`
-	IO         apmio.Stats `json:"io"`
-	CacheBytes int64       `json:"cache_bytes"`
+	Inputs     []Input      `json:"inputs"`
+	IO         apmio.Stats  `json:"io"`
+	CacheBytes int64        `json:"cache_bytes"`
+	Cache      *cache.Stats `json:"cache"` // nil from an apmkit older than the cache's states
 
 	// URL is where the snapshot was read and At when (the client's clock): "last seen"
 	// ages are relative to At. Neither is part of the JSON.

@@ -37,6 +37,8 @@ type ioConf struct {
 	// Outputs, when set, are [[io.outputs]] tables used instead of the dataway output to
 	// the sink.
 	Outputs string
+	// Input is appended to the [[inputs.pinpoint]] table: options, then its sub-tables.
+	Input string
 }
 
 func defaultIOConf() ioConf {
@@ -208,7 +210,7 @@ func (p *apmkitProc) writeConf(sinkURL string, c ioConf) error {
 `, sinkURL+"?token=tkn_faulttest", c.Timeout.String(), c.QueueBatches,
 			c.RetryInitial.String(), c.RetryMax.String(), c.RetryMaxElapsed.String(), c.CapacityMB)
 	}
-	input := fmt.Sprintf("[[inputs.pinpoint]]\n  address = %q\n  stat_address = \"\"\n  span_address = \"\"\n", p.grpcAddr)
+	input := fmt.Sprintf("[[inputs.pinpoint]]\n  address = %q\n  stat_address = \"\"\n  span_address = \"\"\n", p.grpcAddr) + c.Input
 	if err := os.WriteFile(filepath.Join(p.confDir, "apmkit.conf"), []byte(main), 0o644); err != nil {
 		return err
 	}

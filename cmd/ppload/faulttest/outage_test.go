@@ -28,7 +28,8 @@ func TestOutputOutage(t *testing.T) {
 	time.Sleep(outageHalf)
 	during := ap.metrics()
 	s.set(sinkOK)
-	// Spans taken while the spill drains must join the queue behind it, in order.
+	// Spans taken while the spill drains go out beside it (new batches first, the spill with
+	// the requests they leave), each exactly once.
 	time.Sleep(2 * time.Second)
 	if err := load.Stop(); err != nil {
 		t.Errorf("load: %v", err)

@@ -159,11 +159,11 @@ func TestKill9(t *testing.T) {
 	if len(d.unexpected) > 0 {
 		t.Errorf("spans arrived that were never sent: %v", few(d.unexpected))
 	}
-	// What the spill was delivering when the process died is delivered again: at most one
-	// spill unit (a batch, or a spill file of several batches whose progress is recorded
-	// only at a graceful stop).
-	if maxDups := (c.BatchPoints/(1+testGen.Events) + 1) * spillUnit(); len(d.dups) > maxDups {
-		t.Errorf("%d spans arrived twice, more than one spill unit holds (%d)", len(d.dups), maxDups)
+	// What the spill was delivering when the process died is delivered again: the spill
+	// files being delivered (see spillResent), whose progress is recorded only at a
+	// graceful stop.
+	if maxDups := (c.BatchPoints/(1+testGen.Events) + 1) * spillResent(); len(d.dups) > maxDups {
+		t.Errorf("%d spans arrived twice, more than the spill files being delivered hold (%d)", len(d.dups), maxDups)
 	}
 	m := ap.metrics()
 	checkMetadataSurvived(t, m)

@@ -120,10 +120,24 @@ func checkOldestDropped(t *testing.T, outage Snapshot, view sinkView, c ioConf) 
 // spillUnit is, in batches, what the spill delivers, spares and evicts as one: a batch
 // (the points-bounded uploader; with several requests in flight, a batch sent beside a
 // failing one may reach the spill out of order, so one per request), or a spill file,
-// which the byte-budget uploader writes for up to spillGroup batches at once.
+// which the byte-budget uploader writes for up to spillGroup batches at once. While the
+// output fails, the byte-budget uploader tries one spilled batch at a time, so eviction
+// spares one file.
 func spillUnit() int {
 	if uploaderModel.bytes {
 		return spillGroup
 	}
 	return max(1, uploaderModel.inFlight)
+}
+
+// spillResent bounds, in batches, what kill -9 makes the spill deliver again: the spill files
+// it was delivering, whose progress is recorded on disk only at a graceful stop. The
+// byte-budget uploader delivers up to max_in_flight spilled batches at once, oldest first,
+// so up to max_in_flight+1 files may be part way (one per batch in flight, and the file of
+// the oldest batch not delivered yet).
+func spillResent() int {
+	if uploaderModel.bytes {
+		return spillGroup * (uploaderModel.inFlight + 1)
+	}
+	return spillUnit()
 }

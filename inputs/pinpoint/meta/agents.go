@@ -32,6 +32,7 @@ func (s *Store) PutAgent(sender Sender, info *pb.PAgentInfo) error {
 		return err
 	}
 	key := agentPrefix(prefixAgent, sender.AgentKey)
+	defer s.lockRun(sender.AgentKey)()
 	if err := s.db.Set(key, val, s.opts.TTL); err != nil {
 		return fmt.Errorf("meta: store agent %s: %w", sender.AgentKey, err)
 	}
@@ -70,38 +71,4 @@ func (s *Store) Agents() ([]AgentRecord, error) {
 		return nil
 	})
 	return out, err
-}
-
-// Touch marks an agent run as seen. At most once per TTL/4 it re-writes the run's entries
-// with a fresh TTL, so the metadata of a live agent never expires while a run unseen for
-// the whole TTL does.
-func (s *Store) Touch(k AgentKey) {
-	if s.opts.TTL <= 0 {
-		return
-	}
-	now := s.opts.Now()
-	if last, ok := s.touch.Get(k); ok && now.Sub(last) < s.opts.TTL/4 {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if last, ok := s.touch.Get(k); ok && now.Sub(last) < s.opts.TTL/4 {
-		return
-	}
-	s.touch.Add(k, now)
-	s.refresh(agentPrefix(prefixAgent, k))
-	s.refresh(agentPrefix(prefixMeta, k))
-}
-
-// refresh re-sets every entry under prefix with a fresh TTL; failures leave the old TTL.
-func (s *Store) refresh(prefix []byte) {
-	type kv struct{ k, v []byte }
-	var entries []kv
-	_ = s.db.Scan(prefix, func(k, v []byte) error {
-		entries = append(entries, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
-		return nil
-	})
-	for _, e := range entries {
-		_ = s.db.Set(e.k, e.v, s.opts.TTL)
-	}
 }

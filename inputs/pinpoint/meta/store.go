@@ -37,15 +37,23 @@ type Options struct {
 	OnPut func(AgentKey)
 	// Now is the clock (tests).
 	Now func() time.Time
+	// RefreshEvery is how often the lease refresher looks for runs to refresh (Start);
+	// 0 = TTL/16, between 10 ms and a minute.
+	RefreshEvery time.Duration
+	// MaxLeases bounds the agent runs whose entries are kept alive; 0 = CacheEntries/10.
+	MaxLeases int
 }
 
 // Store persists agent records and metadata and serves lookups through an LRU.
 type Store struct {
-	db    cache.Store
-	opts  Options
-	lru   *lru.Cache[string, any]
-	mu    sync.Mutex
-	touch *lru.Cache[AgentKey, time.Time] // when each run's TTLs were last refreshed
+	db     cache.Store
+	opts   Options
+	lru    *lru.Cache[string, any]
+	leases leases // agent runs whose entries are kept alive (lease.go)
+
+	passMu     sync.Mutex // one refresher pass at a time
+	runMu      sync.Mutex // Start and Stop
+	quit, done chan struct{}
 }
 
 // NewStore returns a store over db.
@@ -56,15 +64,16 @@ func NewStore(db cache.Store, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxLeases <= 0 {
+		opts.MaxLeases = max(opts.CacheEntries/10, 1)
+	}
 	c, err := lru.New[string, any](opts.CacheEntries)
 	if err != nil {
 		return nil, err
 	}
-	t, err := lru.New[AgentKey, time.Time](opts.CacheEntries / 10)
-	if err != nil {
-		return nil, err
-	}
-	return &Store{db: db, opts: opts, lru: c, touch: t}, nil
+	s := &Store{db: db, opts: opts, lru: c}
+	s.leases.max = opts.MaxLeases
+	return s, nil
 }
 
 func agentPrefix(prefix byte, k AgentKey) []byte {
@@ -90,6 +99,7 @@ func (s *Store) put(agent AgentKey, key []byte, decoded any, val []byte, same fu
 	}
 	// The LRU gets the value even when the cache refuses it (full): this process still
 	// resolves the names; only a restart would lose them, and the error is counted.
+	defer s.lockRun(agent)()
 	s.lru.Add(string(key), decoded)
 	if s.opts.OnPut != nil {
 		s.opts.OnPut(agent)
@@ -197,7 +207,10 @@ func (s *Store) PutExceptions(agent AgentKey, m *pb.PExceptionMetaData) error {
 		if old, err := s.db.Get(key); err == nil && string(old) == string(raw) {
 			continue // a hedged repeat
 		}
-		if err := s.db.Set(key, raw, s.opts.TTL); err != nil {
+		unlock := s.lockRun(agent)
+		err = s.db.Set(key, raw, s.opts.TTL)
+		unlock()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("meta: store %s: %w", agent, err))
 			continue
 		}

@@ -141,8 +141,8 @@ func TestRepeatsAreIdempotentAndCheap(t *testing.T) {
 	}
 }
 
-// TestUnseenRunsExpire: entries live TTL after the run was last seen; Touch keeps a live
-// agent's entries.
+// TestUnseenRunsExpire: entries live TTL after the run was last seen; Touch and the
+// lease refresher keep a live agent's entries.
 func TestUnseenRunsExpire(t *testing.T) {
 	s, _, clk := newStore(t, 10*24*time.Hour)
 	_ = s.PutAgent(Sender{AgentKey: frontend, ApplicationName: "frontend"}, &pb.PAgentInfo{Hostname: "vm"})
@@ -151,6 +151,7 @@ func TestUnseenRunsExpire(t *testing.T) {
 	for day := 0; day < 30; day++ {
 		clk.Add(24 * time.Hour)
 		s.Touch(frontend) // the frontend keeps sending
+		s.RefreshLeases()
 	}
 	fresh, err := NewStore(s.db, Options{TTL: s.opts.TTL, Now: clk.Now}) // empty LRU: read the cache
 	if err != nil {

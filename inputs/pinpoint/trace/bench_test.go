@@ -11,7 +11,7 @@ import (
 
 	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
-	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
 // benchSpan is a typical Java web request: 12 events (controller, service, repository
@@ -66,7 +66,7 @@ func (m *cpuMeter) report(b *testing.B, pointsPerOp int) {
 func benchAssembler(b *testing.B, delMessage bool, store cache.Store) *Assembler {
 	h := goldenHarness(&testing.T{}, func(o *Options) {
 		o.DelMessage = delMessage
-		o.Emit = func(context.Context, []*point.Point) error { return nil }
+		o.Emit = func(context.Context, *span.Span) error { return nil }
 		if store != nil {
 			o.Store = store
 		}

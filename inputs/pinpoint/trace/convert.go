@@ -6,14 +6,14 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
-// Measurement is the measurement of every span point (docs/OUTPUT-SCHEMA.md).
-const Measurement = "pinpoint"
+// Measurement is the measurement of every span point.
+const Measurement = span.Measurement
 
 // Annotation keys with a meaning of their own (pinpoint-protocol §5).
 const (
@@ -32,32 +32,30 @@ const (
 )
 
 const (
-	// Slab sizes per point, measured on typical spans (about 10 tags and 8 fields a point,
-	// 35 bytes of ids and 220 of message JSON); the slabs are shared by a unit's points,
-	// so only the average matters, and a unit that needs more grows.
-	tagsPerPoint    = 10
-	fieldsPerPoint  = 8
-	arenaPerPoint   = 48
+	// Arena bytes per event, measured on typical spans (names, SQL and annotations about
+	// 100 bytes an event, the message JSON about 220); a span that needs more grows.
+	arenaPerEvent   = 112
 	arenaPerMessage = 224
 	nsPerMs         = 1_000_000
 	usPerMs         = 1_000
 )
 
-// converter turns units into points. One is used by one goroutine at a time (pooled).
+// converter turns units into spans. One is used by one goroutine at a time (pooled).
 type converter struct {
 	a       *Assembler
 	res     resolver
-	b       batch
-	scratch []namedValue // annotation fields of the point being built
+	s       *span.Span   // the span being built
+	scratch []namedValue // annotation fields of the event being built
 	types   [8]typeInfo  // the unit's service types seen last, in round robin
 	nTypes  int
 }
 
-// typeInfo is what a point needs of a service type, its name already cleaned as a tag.
+// typeInfo is what an event needs of a service type, its name already cleaned as a tag
+// and both words copied into the span's arena.
 type typeInfo struct {
 	code       int32
-	name       string
-	sourceType string
+	name       span.Str
+	sourceType span.Str
 	terminal   bool
 }
 
@@ -70,7 +68,7 @@ func (c *converter) serviceType(code int32) typeInfo {
 		}
 	}
 	st := c.a.opts.Types.Type(code)
-	ti := typeInfo{code: code, name: point.CleanTagValue(st.Name), sourceType: st.SourceType(), terminal: st.Terminal}
+	ti := typeInfo{code: code, name: c.s.Add(point.CleanTagValue(st.Name)), sourceType: c.s.Add(st.SourceType()), terminal: st.Terminal}
 	c.types[c.nTypes%len(c.types)] = ti
 	c.nTypes++
 	return ti
@@ -84,87 +82,28 @@ func (a *Assembler) getConverter() *converter {
 }
 
 func (a *Assembler) putConverter(c *converter) {
-	c.b = batch{} // the points now belong to the emit callee
+	c.s = nil // the span now belongs to the emit callee
 	a.convPool.Put(c)
 }
 
-// batch holds the points of one unit. Points, tags, fields and strings are carved from a
-// few slabs, so a span costs a handful of allocations however many events it has. Each
-// point's tags and fields are appended straight into the slabs and then capped at their
-// length, so the slabs are packed with no slot unused, and a later append by a pipeline
-// stage reallocates instead of writing over the next point.
-type batch struct {
-	points []point.Point
-	ptrs   []*point.Point
-	tags   []point.Tag   // the unused rest of the tag slab
-	fields []point.Field // the unused rest of the field slab
-	arena  arena
-}
+// mark and text bracket bytes appended to the span's arena: text is what was written since
+// mark, as a string for the converter's own use (it stays valid: the arena only grows).
+func (c *converter) mark() int { return c.s.Mark() }
 
-func (b *batch) reset(n, arenaBytes int) {
-	b.points = make([]point.Point, n)
-	b.ptrs = make([]*point.Point, 0, n)
-	b.tags = make([]point.Tag, 0, n*tagsPerPoint)
-	b.fields = make([]point.Field, 0, n*fieldsPerPoint)
-	b.arena = arena{b: make([]byte, 0, arenaBytes)}
-}
+func (c *converter) text(mark int) string { return c.s.String(c.s.Since(mark)) }
 
-// next starts a point at offsetNs inside its start millisecond (rowtime.go); finish must
-// follow before the next one starts.
-func (b *batch) next(startMs, offsetNs int64) *point.Point {
-	p := &b.points[len(b.ptrs)]
-	p.Name = Measurement
-	p.Time = startMs*nsPerMs + offsetNs
-	p.Tags, p.Fields = b.tags, b.fields
-	b.ptrs = append(b.ptrs, p)
-	return p
-}
-
-// finish moves the slabs past what the point used and caps its slices at their length.
-// A point that outgrew the slab got its own array from append; the slab is then untouched.
-func (b *batch) finish(p *point.Point) {
-	if n := len(p.Tags); n > 0 && unsafe.SliceData(p.Tags) == unsafe.SliceData(b.tags) {
-		b.tags = b.tags[n:n]
-	}
-	if n := len(p.Fields); n > 0 && unsafe.SliceData(p.Fields) == unsafe.SliceData(b.fields) {
-		b.fields = b.fields[n:n]
-	}
-	p.Tags = p.Tags[:len(p.Tags):len(p.Tags)]
-	p.Fields = p.Fields[:len(p.Fields):len(p.Fields)]
-}
-
-// arena is an append-only buffer the unit's strings (ids, messages, rendered values) are
-// cut from without copying. Bytes once handed out as a string are never written again:
-// appends go past them, and a grown buffer leaves the old one to the strings using it.
-type arena struct{ b []byte }
-
-func (ar *arena) mark() int { return len(ar.b) }
-
-func (ar *arena) since(mark int) string {
-	if len(ar.b) == mark {
-		return ""
-	}
-	return unsafe.String(&ar.b[mark], len(ar.b)-mark)
-}
-
-func (ar *arena) int(v int64) string {
-	m := ar.mark()
-	ar.b = strconv.AppendInt(ar.b, v, 10)
-	return ar.since(m)
+// appendArena runs f on the arena and keeps what it appended.
+func (c *converter) appendArena(f func([]byte) []byte) span.Str {
+	m := c.s.Mark()
+	c.s.SetArena(f(c.s.Arena()))
+	return c.s.Since(m)
 }
 
 func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
 
-// common is what every point of a unit shares.
-type common struct {
-	tags    tagSet
-	traceID string
-	rows    rowOffsets
-}
-
-// convert turns a unit into points. Names that cannot be resolved are written as
+// convert turns a unit into a span. Names that cannot be resolved are written as
 // placeholders; the resolver records them.
-func (c *converter) convert(u *unit) []*point.Point {
+func (c *converter) convert(u *unit) *span.Span {
 	a := c.a
 	rec, _ := a.opts.Meta.Agent(u.sender.AgentKey) // the zero record has a nil Info
 	host := a.opts.Hostname
@@ -177,139 +116,128 @@ func (c *converter) convert(u *unit) []*point.Point {
 	if u.span != nil {
 		n++
 	}
-	perPoint := arenaPerPoint
+	perEvent := arenaPerEvent
 	if !a.opts.DelMessage {
-		perPoint += arenaPerMessage
+		perEvent += arenaPerMessage
 	}
-	c.b.reset(n, n*perPoint)
-	com := common{traceID: u.key.traceID(), rows: newRowOffsets(u.key), tags: tagSet{
-		agentID: point.CleanTagValue(u.sender.AgentID), agentName: point.CleanTagValue(u.sender.AgentName),
-		host: point.CleanTagValue(host), service: point.CleanTagValue(u.sender.ApplicationName),
-	}}
-	if u.partial {
-		com.tags.partial = "true"
-	}
+	c.s = span.New(n, n*perEvent)
+	c.s.TraceID = u.key.traceID()
+	c.s.AgentID, c.s.AgentName = point.CleanTagValue(u.sender.AgentID), point.CleanTagValue(u.sender.AgentName)
+	c.s.Host, c.s.Service = point.CleanTagValue(host), point.CleanTagValue(u.sender.ApplicationName)
+	c.s.Partial = u.partial
+	rows := newRowOffsets(u.key)
 	if u.span != nil {
-		c.entry(u.span, &com)
+		c.entry(u.span, rows)
 	}
 	for i := range u.events {
-		c.event(&u.events[i], &com)
+		c.event(&u.events[i], rows)
 	}
-	return c.b.ptrs
+	return c.s
 }
 
 // entry converts the Pinpoint span itself.
-func (c *converter) entry(s *pb.PSpan, com *common) {
-	b := &c.b
-	p := b.next(s.GetStartTime(), com.rows.entry())
-	st := c.serviceType(s.GetServiceType())
-	ann := c.scanAnnotations(s.GetAnnotation())
-	full, short := c.apiName(s.GetApiId(), &ann, st.name)
-	rpc := s.GetAcceptEvent().GetRpc()
-
-	t := com.tags
-	t.spanType, t.serviceType, t.sourceType = "entry", st.name, st.sourceType
-	t.status = statusOf(s.GetErr() > 0)
-	t.operation = short
-	t.httpURL, t.httpMethod, t.httpStatus = firstNonEmpty(rpc, ann.url), ann.method, ann.status
-	t.appendTo(p)
-
-	c.idFields(p, com.traceID, b.arena.int(s.GetSpanId()), entryParentID(s.GetSpanId(), s.GetParentSpanId()))
-	addString(p, "resource", firstNonEmpty(rpc, full))
-	c.timeFields(p, s.GetStartTime(), s.GetElapsed())
-	c.errorFields(p, s.GetExceptionInfo(), &ann)
-	pi := s.GetAcceptEvent().GetParentInfo()
-	addString(p, "remote_addr", s.GetAcceptEvent().GetRemoteAddr())
-	addString(p, "parent_application", pi.GetParentApplicationName())
-	addString(p, "acceptor_host", pi.GetAcceptorHost())
-	c.annotationFields(p, s.GetAnnotation())
+func (c *converter) entry(ps *pb.PSpan, rows rowOffsets) {
+	st := c.serviceType(ps.GetServiceType())
+	ann := c.scanAnnotations(ps.GetAnnotation())
+	full, short := c.apiName(ps.GetApiId(), &ann, st.name)
+	rpc := ps.GetAcceptEvent().GetRpc()
+	s := c.s
+	s.Events = append(s.Events, span.Event{
+		Time: ps.GetStartTime()*nsPerMs + rows.entry(), Kind: span.Entry, Error: ps.GetErr() > 0,
+		SpanID: ps.GetSpanId(), ParentID: entryParentID(ps.GetSpanId(), ps.GetParentSpanId()),
+		ServiceType: st.name, SourceType: st.sourceType, Operation: s.Add(short),
+		HTTPURL: c.tagValue(firstNonEmpty(rpc, ann.url)), HTTPMethod: c.tagValue(ann.method), HTTPStatus: c.tagValue(ann.status),
+		Resource: c.field(firstNonEmpty(rpc, full)),
+		Start:    ps.GetStartTime() * usPerMs, Duration: int64(ps.GetElapsed()) * usPerMs,
+	})
+	c.errorFields(ps.GetExceptionInfo(), &ann)
+	pi := ps.GetAcceptEvent().GetParentInfo()
+	c.attr("remote_addr", ps.GetAcceptEvent().GetRemoteAddr())
+	c.attr("parent_application", pi.GetParentApplicationName())
+	c.attr("acceptor_host", pi.GetAcceptorHost())
+	c.annotationFields(ps.GetAnnotation())
 	if !c.a.opts.DelMessage {
-		m := b.arena.mark()
-		b.arena.b = appendSpanJSON(b.arena.b, s)
-		p.Fields = append(p.Fields, point.String("message", b.arena.since(m)))
+		s.Events[len(s.Events)-1].Message = c.appendArena(func(b []byte) []byte { return appendSpanJSON(b, ps) })
 	}
-	b.finish(p)
 }
 
 // event converts one span event.
-func (c *converter) event(e *event, com *common) {
-	b := &c.b
+func (c *converter) event(e *event, rows rowOffsets) {
 	ev := e.ev
-	p := b.next(e.start, com.rows.event(e.seq))
 	st := c.serviceType(ev.GetServiceType())
 	ann := c.scanAnnotations(ev.GetAnnotation())
 	full, short := c.apiName(ev.GetApiId(), &ann, st.name)
 	msgEv := ev.GetNextEvent().GetMessageEvent()
-
-	t := com.tags
-	t.serviceType, t.sourceType = st.name, st.sourceType
-	t.spanType = spanTypeOf(msgEv, st)
-	if t.spanType == "exit" {
-		t.endpoint = msgEv.GetDestinationId()
+	kind := spanTypeOf(msgEv, st)
+	s := c.s
+	out := span.Event{
+		Time: e.start*nsPerMs + rows.event(e.seq), Kind: kind, Error: ev.GetExceptionInfo() != nil,
+		SpanID: e.id, ParentID: e.parent,
+		ServiceType: st.name, SourceType: st.sourceType, Operation: s.Add(short),
+		HTTPURL: c.tagValue(ann.url), HTTPMethod: c.tagValue(ann.method), HTTPStatus: c.tagValue(ann.status),
+		Resource: c.field(firstNonEmpty(ann.sql, full)),
+		Start:    e.start * usPerMs, Duration: int64(ev.GetEndElapsed()) * usPerMs,
 	}
-	t.status = statusOf(ev.GetExceptionInfo() != nil)
-	t.operation = short
-	t.httpURL, t.httpMethod, t.httpStatus = ann.url, ann.method, ann.status
-	t.appendTo(p)
-
-	c.idFields(p, com.traceID, b.arena.int(e.id), b.arena.int(e.parent))
-	addString(p, "resource", firstNonEmpty(ann.sql, full))
-	c.timeFields(p, e.start, ev.GetEndElapsed())
-	c.errorFields(p, ev.GetExceptionInfo(), &ann)
-	addString(p, "db_sql_bind_values", ann.bind)
-	c.annotationFields(p, ev.GetAnnotation())
+	if kind == span.Exit {
+		out.Endpoint = c.tagValue(msgEv.GetDestinationId())
+	}
+	s.Events = append(s.Events, out)
+	c.errorFields(ev.GetExceptionInfo(), &ann)
+	c.attr("db_sql_bind_values", ann.bind)
+	c.annotationFields(ev.GetAnnotation())
 	if !c.a.opts.DelMessage {
-		m := b.arena.mark()
-		b.arena.b = appendEventJSON(b.arena.b, ev)
-		p.Fields = append(p.Fields, point.String("message", b.arena.since(m)))
+		s.Events[len(s.Events)-1].Message = c.appendArena(func(b []byte) []byte { return appendEventJSON(b, ev) })
 	}
-	b.finish(p)
 }
 
-func spanTypeOf(me *pb.PMessageEvent, st typeInfo) string {
+func spanTypeOf(me *pb.PMessageEvent, st typeInfo) span.Kind {
 	if isCallee(me.GetNextSpanId()) || me.GetDestinationId() != "" || st.terminal {
-		return "exit"
+		return span.Exit
 	}
-	return "local"
+	return span.Local
 }
 
-func statusOf(failed bool) string {
-	if failed {
-		return "error"
+// tagValue copies a tag value into the arena, cleaned (absent when nothing is left).
+func (c *converter) tagValue(v string) span.Str {
+	if v == "" {
+		return span.Str{}
 	}
-	return "ok"
+	return c.s.Add(point.CleanTagValue(v))
 }
 
-func (c *converter) idFields(p *point.Point, traceID, spanID, parentID string) {
-	p.Fields = append(p.Fields,
-		point.String("trace_id", traceID),
-		point.String("span_id", spanID),
-		point.String("parent_id", parentID))
+// field copies a string field value into the arena; invalid UTF-8 (which protobuf
+// decoding already refuses) is repaired rather than costing the point.
+func (c *converter) field(v string) span.Str {
+	if !utf8.ValidString(v) {
+		v = strings.ToValidUTF8(v, "\uFFFD")
+	}
+	return c.s.Add(v)
 }
 
-func (c *converter) timeFields(p *point.Point, startMs int64, elapsedMs int32) {
-	p.Fields = append(p.Fields,
-		point.Int("start", startMs*usPerMs),
-		point.Int("duration", int64(elapsedMs)*usPerMs))
+// attr adds a string field to the event being built unless it is empty.
+func (c *converter) attr(key, v string) {
+	if v != "" {
+		c.s.AddAttr(c.s.Add(key), c.field(v))
+	}
 }
 
 // apiName resolves an API id to its full text (resource) and short form (operation,
 // cleaned to be a tag value). An apiId of 0 means the agent put the API string in
 // annotation 12 instead; without that either, the service type's name is the best name
 // there is. Placeholders ("api:12") are valid tag values as they are.
-func (c *converter) apiName(id int32, ann *annotationInfo, serviceType string) (full, short string) {
+func (c *converter) apiName(id int32, ann *annotationInfo, serviceType span.Str) (full, short string) {
 	if id == 0 {
 		if ann.api != "" {
 			return ann.api, point.CleanTagValue(shortAPIName(ann.api, c.res.java))
 		}
-		return serviceType, serviceType
+		name := c.s.String(serviceType)
+		return name, name
 	}
 	full, short, ok := c.res.api(id)
 	if !ok {
-		ar := &c.b.arena
-		m := ar.mark()
-		ar.b = appendPlaceholder(ar.b, refAPI, int64(id))
-		full = ar.since(m)
+		m := c.mark()
+		c.s.SetArena(appendPlaceholder(c.s.Arena(), refAPI, int64(id)))
+		full = c.text(m)
 		short = full
 	}
 	return full, short
@@ -317,13 +245,14 @@ func (c *converter) apiName(id int32, ann *annotationInfo, serviceType string) (
 
 // errorFields writes error_type and error_message from exceptionInfo (int = string id of
 // the exception class) and error_stack from the exception chain of annotation -52.
-func (c *converter) errorFields(p *point.Point, ex *pb.PIntStringValue, ann *annotationInfo) {
+func (c *converter) errorFields(ex *pb.PIntStringValue, ann *annotationInfo) {
+	e := &c.s.Events[len(c.s.Events)-1]
 	if ex != nil {
-		addString(p, "error_type", c.stringByID(ex.GetIntValue()))
-		addString(p, "error_message", ex.GetStringValue().GetValue())
+		e.ErrorType = c.field(c.stringByID(ex.GetIntValue()))
+		e.ErrorMessage = c.field(ex.GetStringValue().GetValue())
 	}
 	if ann.hasChain {
-		addString(p, "error_stack", c.errorStack(ann.chain))
+		e.ErrorStack = c.errorStack(ann.chain)
 	}
 }
 
@@ -331,10 +260,9 @@ func (c *converter) stringByID(id int32) string {
 	if s, ok := c.res.str(id); ok {
 		return s
 	}
-	ar := &c.b.arena
-	m := ar.mark()
-	ar.b = appendPlaceholder(ar.b, refString, int64(id))
-	return ar.since(m)
+	m := c.mark()
+	c.s.SetArena(appendPlaceholder(c.s.Arena(), refString, int64(id)))
+	return c.text(m)
 }
 
 // errorStack renders an exception chain Java-style, outermost first:
@@ -343,48 +271,35 @@ func (c *converter) stringByID(id int32) string {
 //		at class.method(file:line)
 //	Caused by: Class: message
 //		...
-func (c *converter) errorStack(chainID int64) string {
-	ar := &c.b.arena
-	m := ar.mark()
+func (c *converter) errorStack(chainID int64) span.Str {
 	chain, ok := c.res.exceptions(chainID)
 	if !ok {
-		ar.b = appendPlaceholder(ar.b, refException, chainID)
-		return ar.since(m)
+		return c.appendArena(func(b []byte) []byte { return appendPlaceholder(b, refException, chainID) })
 	}
-	for i, e := range chain {
-		if i > 0 {
-			ar.b = append(ar.b, "\nCaused by: "...)
+	return c.appendArena(func(b []byte) []byte {
+		for i, e := range chain {
+			if i > 0 {
+				b = append(b, "\nCaused by: "...)
+			}
+			b = append(b, e.GetExceptionClassName()...)
+			if msg := e.GetExceptionMessage(); msg != "" {
+				b = append(b, ": "...)
+				b = append(b, msg...)
+			}
+			for _, f := range e.GetStackTraceElement() {
+				b = append(b, "\n\tat "...)
+				b = append(b, f.GetClassName()...)
+				b = append(b, '.')
+				b = append(b, f.GetMethodName()...)
+				b = append(b, '(')
+				b = append(b, f.GetFileName()...)
+				b = append(b, ':')
+				b = strconv.AppendInt(b, int64(f.GetLineNumber()), 10)
+				b = append(b, ')')
+			}
 		}
-		ar.b = append(ar.b, e.GetExceptionClassName()...)
-		if msg := e.GetExceptionMessage(); msg != "" {
-			ar.b = append(ar.b, ": "...)
-			ar.b = append(ar.b, msg...)
-		}
-		for _, f := range e.GetStackTraceElement() {
-			ar.b = append(ar.b, "\n\tat "...)
-			ar.b = append(ar.b, f.GetClassName()...)
-			ar.b = append(ar.b, '.')
-			ar.b = append(ar.b, f.GetMethodName()...)
-			ar.b = append(ar.b, '(')
-			ar.b = append(ar.b, f.GetFileName()...)
-			ar.b = append(ar.b, ':')
-			ar.b = strconv.AppendInt(ar.b, int64(f.GetLineNumber()), 10)
-			ar.b = append(ar.b, ')')
-		}
-	}
-	return ar.since(m)
-}
-
-// addString adds a string field unless it is empty; invalid UTF-8 (which protobuf
-// decoding already refuses) is repaired rather than costing the point.
-func addString(p *point.Point, key, v string) {
-	if v == "" {
-		return
-	}
-	if !utf8.ValidString(v) {
-		v = strings.ToValidUTF8(v, "\uFFFD")
-	}
-	p.Fields = append(p.Fields, point.String(key, v))
+		return b
+	})
 }
 
 func firstNonEmpty(a, b string) string {
@@ -392,45 +307,6 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// tagSet holds a point's tags; appendTo adds them in sorted key order, as point.Point
-// requires, without a search per tag. Values that repeat are cleaned where they are made
-// (once per unit, per service type, per API); the fixed words (span_type, status,
-// source_type, partial) need no cleaning; only endpoint and the http tags pay for
-// point.CleanTagValue on every point.
-type tagSet struct {
-	agentID, agentName, endpoint, host, httpMethod, httpStatus, httpURL, operation string
-	partial, service, serviceType, sourceType, spanType, status                    string
-}
-
-func (t *tagSet) appendTo(p *point.Point) {
-	addTag(p, "agent_id", t.agentID, false)
-	addTag(p, "agent_name", t.agentName, false)
-	addTag(p, "endpoint", t.endpoint, true)
-	addTag(p, "host", t.host, false)
-	addTag(p, "http_method", t.httpMethod, true)
-	addTag(p, "http_status_code", t.httpStatus, true)
-	addTag(p, "http_url", t.httpURL, true)
-	addTag(p, "operation", t.operation, false)
-	addTag(p, "partial", t.partial, false)
-	addTag(p, "service", t.service, false)
-	addTag(p, "service_type", t.serviceType, false)
-	addTag(p, "source_type", t.sourceType, false)
-	addTag(p, "span_type", t.spanType, false)
-	addTag(p, "status", t.status, false)
-}
-
-func addTag(p *point.Point, k, v string, clean bool) {
-	if v == "" {
-		return
-	}
-	if clean {
-		if v = point.CleanTagValue(v); v == "" {
-			return
-		}
-	}
-	p.Tags = append(p.Tags, point.Tag{Key: k, Value: v})
 }
 
 // annotationInfo is what the annotations of a span or event say beyond their own fields.
@@ -467,9 +343,7 @@ func (c *converter) scanAnnotations(as []*pb.PAnnotation) annotationInfo {
 		case annHTTPMethod:
 			info.method = v.GetStringValue()
 		case annHTTPStatusCode:
-			m := c.b.arena.mark()
-			c.b.arena.b = appendAnnotationValue(c.b.arena.b, v)
-			info.status = c.b.arena.since(m)
+			info.status = c.s.String(c.appendArena(func(b []byte) []byte { return appendAnnotationValue(b, v) }))
 		case annExceptionChainID:
 			info.chain, info.hasChain = annotationInt(v)
 		}
@@ -481,20 +355,14 @@ func (c *converter) sqlByID(id int32) string {
 	if s, ok := c.res.sql(id); ok {
 		return s
 	}
-	ar := &c.b.arena
-	m := ar.mark()
-	ar.b = appendPlaceholder(ar.b, refSQL, int64(id))
-	return ar.since(m)
+	return c.s.String(c.appendArena(func(b []byte) []byte { return appendPlaceholder(b, refSQL, int64(id)) }))
 }
 
 func (c *converter) sqlByUID(uid []byte) string {
 	if s, ok := c.res.sqlUID(uid); ok {
 		return s
 	}
-	ar := &c.b.arena
-	m := ar.mark()
-	ar.b = appendUIDPlaceholder(ar.b, uid)
-	return ar.since(m)
+	return c.s.String(c.appendArena(func(b []byte) []byte { return appendUIDPlaceholder(b, uid) }))
 }
 
 // splitMethod reads "GET http://host/path", the http.url of the Go agent's client
@@ -522,32 +390,34 @@ func isUpperWord(s string) bool {
 // thousands of annotations costs linear time and a bounded number of fields.
 const maxAnnotationFields = 32
 
-// namedValue is one annotation rendered for a field.
-type namedValue struct{ name, value string }
+// namedValue is one annotation rendered for a field, its value in the span's arena.
+type namedValue struct {
+	name  string
+	value span.Str
+}
 
 // annotationFields adds the annotations that have no dedicated tag or field, each named
 // after its AnnotationKey (args[0] -> args_0, http.io -> http_io), in name order; the
 // values of a key that repeats are joined by newlines.
-func (c *converter) annotationFields(p *point.Point, as []*pb.PAnnotation) {
+func (c *converter) annotationFields(as []*pb.PAnnotation) {
 	vals := c.scratch[:0]
 	for _, an := range as {
 		key := an.GetKey()
 		if consumedAnnotation(key) {
 			continue
 		}
-		ar := &c.b.arena
-		m := ar.mark()
+		v := an.GetValue()
+		var value span.Str
 		if key >= annCachedArgsFirst && key <= annCachedArgsLast {
-			c.appendCachedArg(an.GetValue())
+			value = c.appendArena(func(b []byte) []byte { return c.appendCachedArg(b, v) })
 		} else {
-			ar.b = appendAnnotationValue(ar.b, an.GetValue())
+			value = c.appendArena(func(b []byte) []byte { return appendAnnotationValue(b, v) })
 		}
-		vals = append(vals, namedValue{c.a.names.field(key), ar.since(m)})
+		vals = append(vals, namedValue{c.a.names.field(key), value})
 	}
 	if len(vals) > 1 {
 		slices.SortStableFunc(vals, func(x, y namedValue) int { return strings.Compare(x.name, y.name) })
 	}
-	ar := &c.b.arena
 	fields, overflow := 0, -1
 	for i := 0; i < len(vals); {
 		j := i + 1
@@ -556,66 +426,73 @@ func (c *converter) annotationFields(p *point.Point, as []*pb.PAnnotation) {
 		}
 		switch {
 		case fields < maxAnnotationFields:
-			addString(p, vals[i].name, c.joinValues(vals[i:j]))
+			c.addAttr(vals[i].name, c.joinValues(vals[i:j]))
 			fields++
 		case overflow < 0:
-			overflow = ar.mark()
+			overflow = c.mark()
 			c.appendNamedLines(vals[i:j])
 		default:
-			ar.b = append(ar.b, '\n')
+			c.s.SetArena(append(c.s.Arena(), '\n'))
 			c.appendNamedLines(vals[i:j])
 		}
 		i = j
 	}
 	if overflow >= 0 {
-		addString(p, "annotation_overflow", ar.since(overflow))
+		c.addAttr("annotation_overflow", c.s.Since(overflow))
 	}
 	clear(vals) // the pooled scratch must not keep this unit's strings alive
 	c.scratch = vals[:0]
 }
 
+// addAttr adds an attribute whose value is in the arena already, repaired if it is not
+// valid UTF-8.
+func (c *converter) addAttr(key string, v span.Str) {
+	if s := c.s.String(v); !utf8.ValidString(s) {
+		v = c.s.Add(strings.ToValidUTF8(s, "\uFFFD"))
+	}
+	c.s.AddAttr(c.s.Add(key), v)
+}
+
 // joinValues returns the values of one key, one per line.
-func (c *converter) joinValues(vals []namedValue) string {
+func (c *converter) joinValues(vals []namedValue) span.Str {
 	if len(vals) == 1 {
 		return vals[0].value
 	}
-	ar := &c.b.arena
-	m := ar.mark()
-	for k, v := range vals {
-		if k > 0 {
-			ar.b = append(ar.b, '\n')
+	return c.appendArena(func(b []byte) []byte {
+		for k, v := range vals {
+			if k > 0 {
+				b = append(b, '\n')
+			}
+			b = append(b, c.s.String(v.value)...)
 		}
-		ar.b = append(ar.b, v.value...)
-	}
-	return ar.since(m)
+		return b
+	})
 }
 
 // appendNamedLines writes name=value lines for the overflow field.
 func (c *converter) appendNamedLines(vals []namedValue) {
-	ar := &c.b.arena
+	b := c.s.Arena()
 	for k, v := range vals {
 		if k > 0 {
-			ar.b = append(ar.b, '\n')
+			b = append(b, '\n')
 		}
-		ar.b = append(ar.b, v.name...)
-		ar.b = append(ar.b, '=')
-		ar.b = append(ar.b, v.value...)
+		b = append(b, v.name...)
+		b = append(b, '=')
+		b = append(b, c.s.String(v.value)...)
 	}
+	c.s.SetArena(b)
 }
 
 // appendCachedArg resolves a cached_args annotation: its value is a string id.
-func (c *converter) appendCachedArg(v *pb.PAnnotationValue) {
-	ar := &c.b.arena
+func (c *converter) appendCachedArg(b []byte, v *pb.PAnnotationValue) []byte {
 	id, ok := annotationInt(v)
 	if !ok {
-		ar.b = appendAnnotationValue(ar.b, v)
-		return
+		return appendAnnotationValue(b, v)
 	}
 	if s, found := c.res.str(int32(id)); found {
-		ar.b = append(ar.b, s...)
-		return
+		return append(b, s...)
 	}
-	ar.b = appendPlaceholder(ar.b, refString, id)
+	return appendPlaceholder(b, refString, id)
 }
 
 func consumedAnnotation(key int32) bool {

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
@@ -111,17 +112,23 @@ func fuzzStep(t *testing.T, h *harness, ctx context.Context, op byte, payload []
 func checkFuzzState(t *testing.T, h *harness) {
 	t.Helper()
 	h.sink.mu.Lock()
-	batches := h.sink.batches
-	h.sink.batches = nil
+	spans := h.sink.spans
+	h.sink.spans, h.sink.batches = nil, nil
 	h.sink.mu.Unlock()
-	for _, b := range batches {
-		for _, p := range b {
+	for _, sp := range spans {
+		var ref []byte
+		for _, p := range sp.Points() {
 			if err := p.Validate(); err != nil {
 				t.Fatalf("invalid point: %v", err)
 			}
-			if _, err := point.AppendLine(nil, p); err != nil {
+			line, err := point.AppendLine(nil, p)
+			if err != nil {
 				t.Fatalf("unencodable point: %v", err)
 			}
+			ref = append(ref, line...)
+		}
+		if got := sp.AppendLines(nil); !bytes.Equal(got, ref) {
+			t.Fatalf("span encoder differs from line-protocol/v2:\n%q\n%q", got, ref)
 		}
 	}
 	st := h.asm.Stats()

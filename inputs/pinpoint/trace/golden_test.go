@@ -69,17 +69,24 @@ func checkGolden(t *testing.T, h *harness, name string) {
 	t.Helper()
 	var buf bytes.Buffer
 	h.sink.mu.Lock()
-	batches := h.sink.batches
+	spans := h.sink.spans
 	h.sink.mu.Unlock()
-	for i, batch := range batches {
+	for i, sp := range spans {
 		buf.WriteString("# emit " + strconv.Itoa(i+1) + "\n")
-		for _, p := range batch {
+		lines := sp.AppendLines(nil)
+		// The span's own encoder must write what line-protocol/v2 writes for its points.
+		var ref []byte
+		for _, p := range sp.Points() {
 			line, err := point.AppendLine(nil, p)
 			if err != nil {
 				t.Fatalf("invalid point: %v", err)
 			}
-			buf.Write(line)
+			ref = append(ref, line...)
 		}
+		if !bytes.Equal(lines, ref) {
+			t.Fatalf("span encoder differs from line-protocol/v2:\n%s\n%s", lines, ref)
+		}
+		buf.Write(lines)
 	}
 	path := filepath.Join("testdata", name+".lp")
 	if *update {

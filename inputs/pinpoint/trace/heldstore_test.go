@@ -502,7 +502,7 @@ func FuzzHeldRecord(f *testing.F) {
 		h := newHarness(t)
 		conv := h.asm.getConverter()
 		defer h.asm.putConverter(conv)
-		for _, p := range conv.convert(u) {
+		for _, p := range conv.convert(u).Points() {
 			if err := p.Validate(); err != nil {
 				t.Fatalf("invalid point: %v", err)
 			}

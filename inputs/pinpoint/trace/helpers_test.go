@@ -10,6 +10,7 @@ import (
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
 // fakeClock is a clock tests move by hand; nothing waits on real time.
@@ -40,9 +41,11 @@ func (c *fakeClock) Set(t time.Time) {
 	c.t = t
 }
 
-// sink collects what the assembler emits, one batch per Emit call.
+// sink collects what the assembler emits, one span per Emit call; batches holds each
+// span's events as points.
 type sink struct {
 	mu      sync.Mutex
+	spans   []*span.Span
 	batches [][]*point.Point
 	notify  chan struct{}
 	fail    error
@@ -50,13 +53,14 @@ type sink struct {
 
 func newSink() *sink { return &sink{notify: make(chan struct{}, 1024)} }
 
-func (s *sink) emit(_ context.Context, pts []*point.Point) error {
+func (s *sink) emit(_ context.Context, sp *span.Span) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
 		return s.fail
 	}
-	s.batches = append(s.batches, pts)
+	s.spans = append(s.spans, sp)
+	s.batches = append(s.batches, sp.Points())
 	select {
 	case s.notify <- struct{}{}:
 	default:

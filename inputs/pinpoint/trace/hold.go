@@ -10,7 +10,7 @@ import (
 
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
-	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
 // unit is what one Emit call carries: a span (entry + events, with the chunks merged into
@@ -38,9 +38,9 @@ func (a *Assembler) release(ctx context.Context, u *unit) error {
 	}
 	conv := a.getConverter()
 	defer a.putConverter(conv)
-	pts := conv.convert(u)
+	sp := conv.convert(u)
 	if len(conv.res.misses) == 0 || a.opts.MetadataWait < 0 {
-		return a.emit(ctx, u, pts, &conv.res.count)
+		return a.emit(ctx, u, sp, &conv.res.count)
 	}
 	u.missing = slices.Clone(conv.res.misses)
 	u.deadline = a.opts.Now().Add(a.opts.MetadataWait).UnixMilli()
@@ -51,7 +51,7 @@ func (a *Assembler) release(ctx context.Context, u *unit) error {
 		a.c.heldForMetadata.Add(1)
 	} else {
 		a.c.heldOverflow.Add(1)
-		errs = append(errs, a.emit(ctx, u, pts, &conv.res.count))
+		errs = append(errs, a.emit(ctx, u, sp, &conv.res.count))
 	}
 	for _, old := range evicted {
 		a.c.heldOverflow.Add(1)
@@ -66,8 +66,8 @@ func (a *Assembler) release(ctx context.Context, u *unit) error {
 func (a *Assembler) emitFinal(ctx context.Context, u *unit) error {
 	conv := a.getConverter()
 	defer a.putConverter(conv)
-	pts := conv.convert(u)
-	err := a.emit(ctx, u, pts, &conv.res.count)
+	sp := conv.convert(u)
+	err := a.emit(ctx, u, sp, &conv.res.count)
 	if err != nil {
 		a.c.emitErrors.Add(1)
 	}
@@ -80,13 +80,13 @@ func (a *Assembler) emitFinal(ctx context.Context, u *unit) error {
 	return err
 }
 
-func (a *Assembler) emit(ctx context.Context, u *unit, pts []*point.Point, unresolved *[numRefKinds]int) error {
+func (a *Assembler) emit(ctx context.Context, u *unit, sp *span.Span, unresolved *[numRefKinds]int) error {
 	a.c.events.Add(uint64(len(u.events)))
 	a.c.addUnresolved(unresolved)
-	if len(pts) == 0 {
+	if len(sp.Events) == 0 {
 		return nil
 	}
-	return a.opts.Emit(ctx, pts)
+	return a.opts.Emit(ctx, sp)
 }
 
 // unitSize estimates the memory a held unit keeps alive: decoded messages take about

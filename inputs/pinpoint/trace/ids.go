@@ -1,7 +1,5 @@
 package trace
 
-import "strconv"
-
 // Span ids are deterministic so that any apmkit instance, at any time, gives the same span
 // the same id, and a child can name its parent without seeing the parent's data
 // (docs/OUTPUT-SCHEMA.md, "Deterministic ids"):
@@ -88,10 +86,10 @@ func asyncEventID(spanID int64, asyncID, asyncSeq, sequence int32) int64 {
 // isCallee reports whether a nextSpanId names a real callee: agents write 0 or -1 for none.
 func isCallee(nextSpanID int64) bool { return nextSpanID != 0 && nextSpanID != -1 }
 
-// entryParentID is the parent_id of an entry span.
-func entryParentID(spanID, parentSpanID int64) string {
+// entryParentID is the parent_id of an entry span: 0 for a root span.
+func entryParentID(spanID, parentSpanID int64) int64 {
 	if parentSpanID == -1 {
-		return "0"
+		return 0
 	}
-	return strconv.FormatInt(nextCallID(parentSpanID, spanID), 10)
+	return nextCallID(parentSpanID, spanID)
 }

@@ -28,12 +28,12 @@ func TestIDHash(t *testing.T) {
 }
 
 func TestEntryParentID(t *testing.T) {
-	if got := entryParentID(42, -1); got != "0" {
-		t.Errorf("root span parent_id = %q, want 0", got)
+	if got := entryParentID(42, -1); got != 0 {
+		t.Errorf("root span parent_id = %d, want 0", got)
 	}
 	// The callee of the "next" case above: its parent_id is the caller's exit span_id.
-	if got := entryParentID(3502342085044352444, 7986916454579006446); got != "2651372965522886169" {
-		t.Errorf("callee parent_id = %q", got)
+	if got := entryParentID(3502342085044352444, 7986916454579006446); got != 2651372965522886169 {
+		t.Errorf("callee parent_id = %d", got)
 	}
 }
 

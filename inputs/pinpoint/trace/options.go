@@ -13,7 +13,7 @@ import (
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 	"github.com/apmkit/apmkit/inputs/pinpoint/servicetype"
-	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
 // Metadata is what the assembler reads of the agents' metadata; *meta.Store implements it.
@@ -30,11 +30,12 @@ type Metadata interface {
 
 var _ Metadata = (*meta.Store)(nil)
 
-// EmitFunc receives the points of one Pinpoint span (its entry span and events) or of one
-// chunk per call, so a pipeline can decide per trace. It is called from several goroutines
-// at once. An error is returned to the agent's call when the span came in with it, and
-// counted when the points were released later (metadata or chunk waits).
-type EmitFunc func(ctx context.Context, pts []*point.Point) error
+// EmitFunc receives one Pinpoint span (its entry span and events), the events of chunks
+// whose span never came, or one piece of async work per call, so a pipeline can decide per
+// trace; the span is the callee's from then on. It is called from several goroutines at
+// once. An error is returned to the agent's call when the span came in with it, and counted
+// when the span was released later (metadata or chunk waits).
+type EmitFunc func(ctx context.Context, s *span.Span) error
 
 // Options configure an Assembler. Zero values take the defaults documented per field.
 type Options struct {

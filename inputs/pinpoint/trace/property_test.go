@@ -391,7 +391,7 @@ func checkRebuilt(nodes []*gNode, pts []*point.Point) error {
 		if entry == nil {
 			return fmt.Errorf("no entry span %d", nd.spanID)
 		}
-		if err := expectSpan(entry, entryParentID(nd.spanID, nd.parentSpanID), nd.start, nd.elapsed); err != nil {
+		if err := expectSpan(entry, strconv.FormatInt(entryParentID(nd.spanID, nd.parentSpanID), 10), nd.start, nd.elapsed); err != nil {
 			return fmt.Errorf("entry %d: %w", nd.spanID, err)
 		}
 		for _, w := range nd.works {
