@@ -40,6 +40,7 @@ type options struct {
 	decodeOption    string
 	quick, keep     bool
 	note            string
+	notes           string // -notes: a file of hand-written analysis for the report
 	render          string
 	profile         time.Duration // longest CPU profile of apmkit per run; 0 = none
 	before          string        // results.json of an earlier run to compare with
@@ -100,6 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.before, "before", "", "results.json of an earlier run (e.g. bench/results.json): the report gets a before/after table")
 	fs.StringVar(&o.results, "results", "", "copy this run's results.json here (default: results.json next to -out; \"-\" = do not copy)")
 	fs.StringVar(&o.note, "note", "", "a sentence for the report (e.g. what build of the collector was measured)")
+	fs.StringVar(&o.notes, "notes", "bench/NOTES.md", "a hand-written analysis included in the report after the targets, when the file exists")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
