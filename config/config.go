@@ -108,6 +108,8 @@ type Config struct {
 	MainFile string   // "" when apmkit runs on embedded defaults
 	Files    []string // input files read
 	Warnings []string // things worth a log line that are not errors
+
+	envSources []map[string]string // per input: key path -> "VAR=value" set by the environment
 }
 
 // Options says where to load from.
@@ -129,14 +131,16 @@ func Load(opts Options) (*Config, error) {
 	if err := cfg.loadMain(opts.ConfDir); err != nil {
 		return nil, err
 	}
-	if err := applyMainEnv(&cfg.Main, env); err != nil {
+	envSet, err := applyMainEnv(&cfg.Main, env)
+	if err != nil {
 		return nil, err
 	}
 	if opts.DataDir != "" {
 		cfg.Main.DataDir = opts.DataDir
+		envSet["data_dir"] = "--data-dir " + opts.DataDir
 	}
 	if err := cfg.Main.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", orDefault(cfg.MainFile, "main config"), err)
+		return nil, attribute(err, envSet, orDefault(cfg.MainFile, "main config"))
 	}
 	if err := cfg.loadInputs(opts.ConfDir, env); err != nil {
 		return nil, err
@@ -156,10 +160,13 @@ func (c *Config) loadMain(confDir string) error {
 	c.MainFile = path
 	md, err := toml.Decode(string(data), &c.Main)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return decodeError(path, "", err)
 	}
 	if err := unknownKeys(md, nil, Main{}); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := bareDurations(path, string(data), md, Main{}); err != nil {
+		return err
 	}
 	return nil
 }
@@ -187,14 +194,19 @@ func (c *Config) loadInputs(confDir string, env map[string]string) error {
 	c.addDefaultEnabled(env)
 	for i := range c.Inputs {
 		in := &c.Inputs[i]
-		if err := applyInputEnv(in, env); err != nil {
+		set, err := applyInputEnv(in, env)
+		if err != nil {
 			return err
 		}
+		c.envSources = append(c.envSources, set)
 		if err := in.Config.Validate(); err != nil {
-			return fmt.Errorf("%s: %w", in.Source, err)
+			return attribute(err, set, in.Source)
 		}
 	}
-	return checkInputEnvNames(env)
+	if err := checkInputEnvNames(env); err != nil {
+		return err
+	}
+	return c.checkAddresses()
 }
 
 // inputFiles lists conf.d/**/*.conf except the main file, sorted, so the instance order
@@ -228,7 +240,10 @@ func (c *Config) addInputs(source, doc string) error {
 	}
 	md, err := toml.Decode(doc, &tables)
 	if err != nil {
-		return fmt.Errorf("%s: %w", source, err)
+		return decodeError(source, "", err)
+	}
+	if err := bareDurations(source, doc, md, tables); err != nil {
+		return err
 	}
 	for _, name := range sortedKeys(tables.Inputs) {
 		plugin, ok := inputs.Get(name)
@@ -239,7 +254,7 @@ func (c *Config) addInputs(source, doc string) error {
 			cfg := plugin.NewConfig()
 			where := fmt.Sprintf("%s: [[inputs.%s]] #%d", source, name, i+1)
 			if err := md.PrimitiveDecode(prim, cfg); err != nil {
-				return fmt.Errorf("%s: %w", where, err)
+				return decodeError(source, fmt.Sprintf("[[inputs.%s]] #%d", name, i+1), err)
 			}
 			c.Inputs = append(c.Inputs, Instance{Plugin: name, Source: where, Config: cfg})
 		}
@@ -249,6 +264,42 @@ func (c *Config) addInputs(source, doc string) error {
 	}
 	return nil
 }
+
+// checkAddresses refuses two input instances listening on the same address (same port,
+// and the same host or a wildcard host): they would pass validation and then fail at start
+// with "address already in use". Port 0 (any free port) never conflicts.
+func (c *Config) checkAddresses() error {
+	type use struct{ where, host, port, addr string }
+	var uses []use
+	var errs []error
+	for i, in := range c.Inputs {
+		l, ok := in.Config.(inputs.Listener)
+		if !ok {
+			continue
+		}
+		addrs := l.ListenAddresses()
+		for _, key := range sortedKeys(addrs) {
+			host, port, err := net.SplitHostPort(addrs[key])
+			if err != nil || port == "0" {
+				continue
+			}
+			where := fmt.Sprintf("%s %s", in.Source, key)
+			if src, ok := c.envSources[i][key]; ok {
+				where += " (" + src + ")"
+			}
+			u := use{where: where, host: host, port: port, addr: addrs[key]}
+			for _, o := range uses {
+				if o.port == u.port && (o.host == u.host || wildcardHost(o.host) || wildcardHost(u.host)) {
+					errs = append(errs, fmt.Errorf("two inputs listen on the same address: %s = %q and %s = %q; give each instance its own port", o.where, o.addr, u.where, u.addr))
+				}
+			}
+			uses = append(uses, u)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func wildcardHost(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 
 func orDefault(s, def string) string {
 	if s == "" {

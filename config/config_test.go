@@ -39,10 +39,18 @@ type testNested struct {
 }
 
 func (c *testConfig) Validate() error {
+	var errs []error
 	if c.Rate < 0 || c.Rate > 1 {
-		return errors.New("rate: must be within 0..1")
+		errs = append(errs, errors.New("rate: must be within 0..1"))
 	}
-	return nil
+	if c.Nested.Rate < 0 || c.Nested.Rate > 1 {
+		errs = append(errs, errors.New("nested.rate: must be within 0..1"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *testConfig) ListenAddresses() map[string]string {
+	return map[string]string{"address": c.Address}
 }
 
 func defaultTestConfig() inputs.Config {
@@ -188,7 +196,25 @@ func TestBadConfigs(t *testing.T) {
 		{"wrong main type", "apmkit.conf", "data_dir = 5\n", nil,
 			[]string{"apmkit.conf", "data_dir", "incompatible types"}},
 		{"toml syntax", "x.conf", "[[inputs.testin]\n", nil,
-			[]string{"x.conf", "toml: line 2", "expected end of table array name delimiter"}},
+			[]string{"x.conf:2: ", "expected end of table array name delimiter"}},
+		{"wrong input type has a line", "x.conf", "[[inputs.testin]]\nrate = 1.0\naddress = 9991\n", nil,
+			[]string{"x.conf:3: [[inputs.testin]] #1: ", "incompatible types", "address"}},
+		{"bare integer duration in input", "x.conf", "[[inputs.testin]]\naddress = \"a:1\"\nwait = 120\n", nil,
+			[]string{"x.conf:3: inputs.testin.wait: a bare integer is not a duration", `write a unit, e.g. "120s"`}},
+		{"bare integer duration in main", "apmkit.conf", "[io]\nflush_interval = 5\n", nil,
+			[]string{"apmkit.conf:2: io.flush_interval", `"5s"`}},
+		{"env nested value fails validation", "x.conf", "[[inputs.testin]]\n", []string{"ENV_INPUT_TESTIN_SAMPLER=2"},
+			[]string{"ENV_INPUT_TESTIN_SAMPLER=2: nested.rate"}},
+		{"env listen", "", "", []string{"ENV_HTTP_LISTEN=9529"},
+			[]string{"ENV_HTTP_LISTEN=9529: http_api.listen"}},
+		{"env dataway masked", "", "", []string{"ENV_DATAWAY=ftp://h?token=tkn_0123456789abcdef"},
+			[]string{"ENV_DATAWAY=ftp://h?token=tkn_****cdef: io.outputs[0]"}},
+		{"placeholder dataway token", "", "", []string{"ENV_DATAWAY=https://openway.guance.com?token=tkn_REPLACE_ME"},
+			[]string{"ENV_DATAWAY=", "placeholder (REPLACE_ME)"}},
+		{"same address twice", "x.conf", "[[inputs.testin]]\naddress = \"127.0.0.1:7\"\n[[inputs.testin]]\naddress = \"0.0.0.0:7\"\n", nil,
+			[]string{"x.conf: [[inputs.testin]] #1 address", "x.conf: [[inputs.testin]] #2 address", `"0.0.0.0:7"`, "two inputs listen on the same address"}},
+		{"same address from the environment", "x.conf", "[[inputs.testin]]\n[[inputs.testin]]\n", []string{"ENV_INPUT_TESTIN_ADDRESS=127.0.0.1:8"},
+			[]string{"#1 address (ENV_INPUT_TESTIN_ADDRESS=127.0.0.1:8)", "#2 address (ENV_INPUT_TESTIN_ADDRESS=127.0.0.1:8)"}},
 		{"unknown input key", "x.conf", "[[inputs.testin]]\nadress = \"x\"\n", nil,
 			[]string{"x.conf", `unknown key "adress" in [[inputs.testin]]`, "allowed: address, enabled, rate"}},
 		{"unknown nested input key", "x.conf", "[[inputs.testin]]\n[inputs.testin.storage]\npth = 1\n", nil,
@@ -214,11 +240,11 @@ func TestBadConfigs(t *testing.T) {
 		{"env JSON unknown field", "", "", []string{"ENV_DEFAULT_ENABLED_INPUTS=testin", `ENV_INPUT_TESTIN_STORAGE={"path":"x"}`},
 			[]string{"ENV_INPUT_TESTIN_STORAGE", `unknown field "path"`}},
 		{"env value fails validation", "", "", []string{"ENV_DEFAULT_ENABLED_INPUTS=testin", "ENV_INPUT_TESTIN_RATE=3"},
-			[]string{"ENV_DEFAULT_ENABLED_INPUTS: testin: rate: must be within 0..1"}},
+			[]string{"ENV_INPUT_TESTIN_RATE=3: rate: must be within 0..1"}},
 		{"env bad host tags", "", "", []string{"ENV_GLOBAL_HOST_TAGS=a=1,b"},
 			[]string{"ENV_GLOBAL_HOST_TAGS", `"b" is not key=value`}},
 		{"env bad log level", "", "", []string{"ENV_LOG_LEVEL=chatty"},
-			[]string{`log.level: "chatty"`}},
+			[]string{`ENV_LOG_LEVEL=chatty: log.level: "chatty"`}},
 		{"env inputs syntax", "", "", []string{"ENV_DATAKIT_INPUTS=[[inputs.testin]"},
 			[]string{"ENV_DATAKIT_INPUTS"}},
 		{"both env inputs differ", "", "", []string{"ENV_DATAKIT_INPUTS=[[inputs.testin]]", "ENV_APMKIT_INPUTS=[[inputs.testin]]\n[[inputs.testin]]"},
@@ -374,6 +400,13 @@ func TestEffectiveMasksSecrets(t *testing.T) {
 [[io.outputs]]
   type = "dataway"
   url = "https://openway.example/?token=tkn_secret123&x=1"
+  [io.outputs.headers]
+    Authorization = "Bearer hdr-secret-1234"
+    X-Tenant = "shop"
+[[io.outputs]]
+  type = "influxdb"
+  url = "http://127.0.0.1:8086/?access_token=qs-secret&u=me"
+  database = "apm"
 [[io.outputs]]
   type = "influxdb2"
   url = "http://127.0.0.1:8086"
@@ -392,17 +425,17 @@ func TestEffectiveMasksSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"tkn_secret123", "influx-token-secret", "pw-secret", "basic-secret"} {
+	for _, secret := range []string{"tkn_secret123", "influx-token-secret", "pw-secret", "basic-secret", "hdr-secret", "qs-secret"} {
 		if strings.Contains(text, secret) {
 			t.Errorf("secret %q printed:\n%s", secret, text)
 		}
 	}
-	for _, shown := range []string{"token=******&x=1", `address = "shown"`, "[[inputs.testin]]", "[[io.outputs]]"} {
+	for _, shown := range []string{"token=tkn_****t123&x=1", `Authorization = "Bear****1234"`, `X-Tenant = "shop"`, "access_token=****&", `address = "shown"`, "[[inputs.testin]]", "[[io.outputs]]"} {
 		if !strings.Contains(text, shown) {
 			t.Errorf("%q missing from:\n%s", shown, text)
 		}
 	}
-	if cfg.Main.IO.Outputs[1].Token != "influx-token-secret" {
+	if cfg.Main.IO.Outputs[2].Token != "influx-token-secret" || cfg.Main.IO.Outputs[0].Headers["Authorization"] != "Bearer hdr-secret-1234" {
 		t.Fatal("Effective modified the config")
 	}
 	var back map[string]any
@@ -450,5 +483,25 @@ func TestSampleShowsDocsAndEnv(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("sample lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+func TestEffectiveShowsImplicitFileOutput(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := Load(Options{ConfDir: dir, DataDir: "/var/apm", Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := cfg.Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"[[io.outputs]]", `type = "file"`, `dir = "/var/apm/out"`, "implicit default"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("%q missing from:\n%s", want, text)
+		}
+	}
+	if len(cfg.Main.IO.Outputs) != 0 {
+		t.Fatal("Effective modified the config")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/apmkit/apmkit/inputs"
+	"github.com/apmkit/apmkit/internal/secret"
 	apmio "github.com/apmkit/apmkit/io"
 )
 
@@ -39,21 +40,27 @@ func parseEnviron(environ []string) map[string]string {
 
 // applyMainEnv overlays the agent's own variables; the environment wins over the file, as
 // in DataKit's container deployments.
-func applyMainEnv(m *Main, env map[string]string) error {
+// It returns, by key path, the variables it applied as VAR=value (URLs masked), for
+// attribute.
+func applyMainEnv(m *Main, env map[string]string) (map[string]string, error) {
+	set := map[string]string{}
 	if v, ok := env[EnvHostname]; ok && v != "" {
 		m.Hostname = v
 	}
 	if v, ok := env[EnvHTTPListen]; ok {
 		m.HTTPAPI.Listen = strings.TrimSpace(v)
+		set["http_api.listen"] = EnvHTTPListen + "=" + v
 	}
 	if v, ok := env[EnvLogLevel]; ok && v != "" {
 		m.Log.Level = strings.ToLower(strings.TrimSpace(v))
+		set["log.level"] = EnvLogLevel + "=" + v
 	}
 	if v, ok := env[EnvGlobalHostTags]; ok && strings.TrimSpace(v) != "" {
 		tags, err := parseTagList(v)
 		if err != nil {
-			return fmt.Errorf("%s: %w", EnvGlobalHostTags, err)
+			return nil, fmt.Errorf("%s: %w", EnvGlobalHostTags, err)
 		}
+		set["global_tags"] = EnvGlobalHostTags + "=" + v
 		if m.GlobalTags == nil {
 			m.GlobalTags = map[string]string{}
 		}
@@ -62,9 +69,13 @@ func applyMainEnv(m *Main, env map[string]string) error {
 		}
 	}
 	if v, ok := env[EnvDataway]; ok && strings.TrimSpace(v) != "" {
-		m.IO.Outputs = withDataways(m.IO.Outputs, splitList(v))
+		urls := splitList(v)
+		m.IO.Outputs = withDataways(m.IO.Outputs, urls)
+		for i, u := range urls {
+			set[fmt.Sprintf("io.outputs[%d]", len(m.IO.Outputs)-len(urls)+i)] = EnvDataway + "=" + secret.URL(u)
+		}
 	}
-	return nil
+	return set, nil
 }
 
 // parseTagList parses "k=v,k2=v2".
@@ -132,10 +143,13 @@ func envPrefix(plugin string) string {
 	return EnvInputPrefix + strings.ToUpper(plugin) + "_"
 }
 
-// applyInputEnv overlays ENV_INPUT_<NAME>_<OPTION> on every instance of the input.
-func applyInputEnv(in *Instance, env map[string]string) error {
+// applyInputEnv overlays ENV_INPUT_<NAME>_<OPTION> on every instance of the input. It
+// returns, by TOML key path (sampler.sampling_rate), the variables it set as VAR=value, so
+// that validation errors name the variable rather than the file.
+func applyInputEnv(in *Instance, env map[string]string) (map[string]string, error) {
 	prefix := envPrefix(in.Plugin)
-	return walkEnvFields(reflect.ValueOf(in.Config), func(opt string, v reflect.Value) error {
+	set := map[string]string{}
+	err := walkEnvFields(reflect.ValueOf(in.Config), "", func(opt, path string, v reflect.Value) error {
 		raw, ok := env[prefix+opt]
 		if !ok {
 			return nil
@@ -143,12 +157,15 @@ func applyInputEnv(in *Instance, env map[string]string) error {
 		if err := setFromString(v, raw); err != nil {
 			return fmt.Errorf("%s%s: %w", prefix, opt, err)
 		}
+		set[path] = prefix + opt + "=" + raw
 		return nil
 	})
+	return set, err
 }
 
-// walkEnvFields calls fn for every field tagged `env:"OPTION"`, nested structs included.
-func walkEnvFields(v reflect.Value, fn func(opt string, v reflect.Value) error) error {
+// walkEnvFields calls fn for every field tagged `env:"OPTION"`, nested structs included,
+// with the field's TOML key path.
+func walkEnvFields(v reflect.Value, at string, fn func(opt, path string, v reflect.Value) error) error {
 	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
 		v = v.Elem()
 	}
@@ -157,14 +174,18 @@ func walkEnvFields(v reflect.Value, fn func(opt string, v reflect.Value) error) 
 	}
 	for _, f := range tomlFields(v.Type()) {
 		fv := v.FieldByIndex(f.sf.Index)
+		path := f.key
+		if at != "" {
+			path = at + "." + f.key
+		}
 		if opt := f.sf.Tag.Get("env"); opt != "" {
-			if err := fn(opt, fv); err != nil {
+			if err := fn(opt, path, fv); err != nil {
 				return err
 			}
 			continue
 		}
 		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeOf(time.Time{}) {
-			if err := walkEnvFields(fv.Addr(), fn); err != nil {
+			if err := walkEnvFields(fv.Addr(), path, fn); err != nil {
 				return err
 			}
 		}
@@ -172,10 +193,58 @@ func walkEnvFields(v reflect.Value, fn func(opt string, v reflect.Value) error) 
 	return nil
 }
 
+// attribute gives each problem of a validation error its real source: the environment
+// variable that set the key it is about (sources: key path -> "VAR=value"), else fallback
+// (the file or table).
+func attribute(err error, sources map[string]string, fallback string) error {
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, leaf := range leaves(err) {
+		msg := leaf.Error()
+		src := fallback
+		best := ""
+		for path, s := range sources {
+			if len(path) > len(best) && keyPrefixed(msg, path) {
+				best, src = path, s
+			}
+		}
+		if src == "" {
+			out = append(out, leaf)
+			continue
+		}
+		out = append(out, fmt.Errorf("%s: %w", src, leaf))
+	}
+	return errors.Join(out...)
+}
+
+// keyPrefixed says whether msg is about key path: "path: ...", "path.sub: ...",
+// "path[1] ..." or "path ...".
+func keyPrefixed(msg, path string) bool {
+	if !strings.HasPrefix(msg, path) {
+		return false
+	}
+	rest := msg[len(path):]
+	return rest == "" || strings.ContainsAny(rest[:1], ":. [")
+}
+
+// leaves flattens errors.Join trees.
+func leaves(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
 // EnvOptions lists the ENV_INPUT_ variables a plugin reads, sorted.
 func EnvOptions(p inputs.Plugin) []string {
 	var names []string
-	_ = walkEnvFields(reflect.ValueOf(p.NewConfig()), func(opt string, _ reflect.Value) error {
+	_ = walkEnvFields(reflect.ValueOf(p.NewConfig()), "", func(opt, _ string, _ reflect.Value) error {
 		names = append(names, envPrefix(p.Name)+opt)
 		return nil
 	})

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -113,4 +115,110 @@ func tableName(path []string) string {
 		return "[[" + strings.Join(path, ".") + "]]"
 	}
 	return "[" + strings.Join(path, ".") + "]"
+}
+
+// decodeError turns the TOML decoder's error into "file:line: message (key k)" when the
+// decoder says where.
+// what, when not empty, names the table being decoded ("[[inputs.pinpoint]] #1").
+func decodeError(source, what string, err error) error {
+	if what != "" {
+		what += ": "
+	}
+	var pe toml.ParseError
+	if errors.As(err, &pe) && pe.Position.Line > 0 {
+		msg := pe.Message
+		if pe.LastKey != "" {
+			msg += fmt.Sprintf(" (key %s)", pe.LastKey)
+		}
+		return fmt.Errorf("%s:%d: %s%s", source, pe.Position.Line, what, msg)
+	}
+	if m := decoderLine.FindStringSubmatch(err.Error()); m != nil {
+		msg := m[3]
+		if m[2] != "" {
+			msg += fmt.Sprintf(" (key %s)", m[2])
+		}
+		return fmt.Errorf("%s:%s: %s%s", source, m[1], what, msg)
+	}
+	return fmt.Errorf("%s: %s%w", source, what, err)
+}
+
+var decoderLine = regexp.MustCompile(`^toml: line (\d+)(?: \(last key "([^"]*)"\))?: (?s:(.*))$`)
+
+var durationKind = reflect.TypeOf(time.Duration(0))
+
+// bareDurations refuses integers given for durations: the decoder reads chunk_wait = 120
+// as 120 ns, where the user meant seconds (the environment path already refuses them).
+func bareDurations(source, doc string, md toml.MetaData, root any) error {
+	var errs []error
+	for _, key := range md.Keys() {
+		if md.Type(key...) != "Integer" || fieldType(reflect.TypeOf(root), key) != durationKind {
+			continue
+		}
+		last := key[len(key)-1]
+		where := source
+		if line := lineOf(doc, last); line > 0 {
+			where = fmt.Sprintf("%s:%d", source, line)
+		}
+		errs = append(errs, fmt.Errorf("%s: %s: a bare integer is not a duration (it would be read as nanoseconds); write a unit, e.g. \"%ss\" or \"%sms\"",
+			where, strings.Join(key, "."), valueOf(doc, last), valueOf(doc, last)))
+	}
+	return errors.Join(errs...)
+}
+
+// fieldType is the Go type a TOML key path decodes into (nil when unknown). Under
+// "inputs", the element after it names a plugin.
+func fieldType(t reflect.Type, path []string) reflect.Type {
+	for i, name := range path {
+		t = deref(t)
+		for t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			t = deref(t.Elem())
+		}
+		if i == 1 && path[0] == "inputs" {
+			p, ok := inputs.Get(name)
+			if !ok {
+				return nil
+			}
+			t = reflect.TypeOf(p.NewConfig())
+			continue
+		}
+		switch t.Kind() {
+		case reflect.Map:
+			t = t.Elem()
+			continue
+		case reflect.Struct:
+		default:
+			return nil
+		}
+		var next reflect.Type
+		for _, f := range tomlFields(t) {
+			if f.key == name {
+				next = f.sf.Type
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		t = next
+	}
+	return t
+}
+
+// lineOf finds the line (1-based) that sets key to an integer; 0 when not found.
+func lineOf(doc, key string) int {
+	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(key) + `"?\s*=\s*[+-]?[0-9]`)
+	for i, l := range strings.Split(doc, "\n") {
+		if re.MatchString(l) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// valueOf is the integer key is set to in doc, for the hint ("120" -> write "120s").
+func valueOf(doc, key string) string {
+	re := regexp.MustCompile(`(?m)^\s*"?` + regexp.QuoteMeta(key) + `"?\s*=\s*([+-]?[0-9_]+)`)
+	if m := re.FindStringSubmatch(doc); m != nil {
+		return strings.ReplaceAll(m[1], "_", "")
+	}
+	return "N"
 }

@@ -2,23 +2,30 @@ package config
 
 import (
 	"bytes"
-	"net/url"
+	"path/filepath"
 	"reflect"
-	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/apmkit/apmkit/internal/secret"
+	apmio "github.com/apmkit/apmkit/io"
 )
 
-// Mask is what secrets print as.
-const Mask = "******"
-
 // Effective renders the effective configuration (defaults, files and environment) as TOML,
-// with secrets masked: fields tagged `secret:"true"` or named password, token, secret or
-// api_key, the token query of URLs and passwords in URLs.
+// with secrets masked: secret.Secret fields mask themselves; fields tagged `secret:"true"`
+// or named password, token, secret or api_key, the secrets of URLs (secret.URL: the same
+// masker as the outputs' logs) and the values of secret headers (Authorization, *token*,
+// *key*) are masked here. Implicit defaults are shown: with no output configured, the file
+// output apmkit then writes to.
 func (c *Config) Effective() (string, error) {
 	var buf bytes.Buffer
 	enc := toml.NewEncoder(&buf)
-	if err := enc.Encode(masked(reflect.ValueOf(c.Main)).Interface()); err != nil {
+	main := c.Main
+	if len(main.IO.Outputs) == 0 {
+		main.IO.Outputs = implicitOutputs(main)
+		buf.WriteString("# No [[io.outputs]] configured: apmkit writes line-protocol files (the implicit default below).\n")
+	}
+	if err := enc.Encode(masked(reflect.ValueOf(main)).Interface()); err != nil {
 		return "", err
 	}
 	byPlugin := map[string][]any{}
@@ -32,6 +39,15 @@ func (c *Config) Effective() (string, error) {
 		}
 	}
 	return buf.String(), nil
+}
+
+// implicitOutputs is what the uploader writes to when no output is configured: one file
+// output under DATA_DIR/out, with its defaults.
+func implicitOutputs(m Main) []apmio.OutputConfig {
+	io := apmio.Config{Outputs: []apmio.OutputConfig{{Type: apmio.TypeFile}}}
+	_ = io.Validate() // fills the defaults
+	io.Outputs[0].Dir = filepath.Join(m.DataDir, "out")
+	return io.Outputs
 }
 
 // masked returns a copy of v with secrets replaced; v itself is never modified.
@@ -55,10 +71,14 @@ func masked(v reflect.Value) reflect.Value {
 		for _, f := range tomlFields(v.Type()) {
 			fv := out.FieldByIndex(f.sf.Index)
 			switch {
+			case fv.Type() == secretType:
+				// masks itself (MarshalText)
 			case isSecret(f) && fv.Kind() == reflect.String && fv.String() != "":
-				fv.SetString(Mask)
+				fv.SetString(secret.Mask(fv.String()))
 			case fv.Kind() == reflect.String && f.key == "url":
 				fv.SetString(MaskURL(fv.String()))
+			case f.key == "headers" && fv.Type() == reflect.TypeOf(map[string]string(nil)):
+				fv.Set(reflect.ValueOf(secret.Headers(fv.Interface().(map[string]string))))
 			default:
 				fv.Set(masked(fv))
 			}
@@ -77,6 +97,8 @@ func masked(v reflect.Value) reflect.Value {
 	return v
 }
 
+var secretType = reflect.TypeOf(secret.Secret(""))
+
 // isSecret says whether a field holds a secret: tagged `secret:"true"`, or named like one.
 func isSecret(f field) bool {
 	switch f.key {
@@ -86,21 +108,5 @@ func isSecret(f field) bool {
 	return f.sf.Tag.Get("secret") == "true"
 }
 
-// MaskURL hides a URL's password and its token query parameter.
-func MaskURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), Mask)
-	}
-	params := strings.Split(u.RawQuery, "&")
-	for i, p := range params {
-		if strings.HasPrefix(p, "token=") {
-			params[i] = "token=" + Mask
-		}
-	}
-	u.RawQuery = strings.Join(params, "&")
-	return u.String()
-}
+// MaskURL hides a URL's password and its token-like query parameters (secret.URL).
+func MaskURL(s string) string { return secret.URL(s) }

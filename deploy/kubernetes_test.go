@@ -789,7 +789,8 @@ func TestManifestMistakesAreCaught(t *testing.T) {
 		{"invalid TOML", "configmap.yaml", "sampling_rate = 1.0\n\n      # Added", "sampling_rate = \"all\"\n\n      # Added", "apmkit refuses this configuration"},
 		{"unknown option in the ConfigMap", "configmap.yaml", "del_message = false\n\n      [inputs.pinpoint.sampler]\n        sampling_rate = 1.0\n\n      # Added", "delete_message = false\n\n      [inputs.pinpoint.sampler]\n        sampling_rate = 1.0\n\n      # Added", `unknown key "delete_message"`},
 		{"required Secret missing", "deployment.yaml", "key: url\n                  optional: true", "key: uri\n                  optional: false", "has no key \"uri\""},
-		{"bad DataWay URL in the Secret", "secret.yaml", "?token=tkn_REPLACE_ME", "", "missing the token query"},
+		{"bad DataWay URL in a user's Secret", "user-secret.yaml", "", userSecret("https://openway.guance.com"), "missing the token query"},
+		{"placeholder DataWay token in a user's Secret", "user-secret.yaml", "", userSecret("https://openway.guance.com?token=tkn_REPLACE_ME"), "placeholder (REPLACE_ME)"},
 		{"data dir not on a volume", "deployment-env.yaml", "mountPath: /var/lib/apmkit", "mountPath: /var/lib/apmkit-data", "no volume is mounted at the data dir"},
 		{"no memory limit", "daemonset.yaml", "cpu: \"2\"\n              memory: 512Mi", "cpu: \"2\"", "resources.limits.memory missing"},
 		{"GOMEMLIMIT above the limit", "deployment.yaml", `value: "400MiB"`, `value: "1GiB"`, "GOMEMLIMIT 1GiB must be below"},
@@ -810,6 +811,8 @@ func TestManifestMistakesAreCaught(t *testing.T) {
 				if df == dockerfile {
 					t.Fatalf("%q is not in the Dockerfile: update this case", c.old)
 				}
+			} else if _, exists := files[c.file]; !exists && c.old == "" {
+				mutated[c.file] = c.new // a file the user adds, e.g. their Secret
 			} else {
 				mutated[c.file] = strings.Replace(files[c.file], c.old, c.new, 1)
 				if mutated[c.file] == files[c.file] {
@@ -825,5 +828,53 @@ func TestManifestMistakesAreCaught(t *testing.T) {
 				t.Errorf("want an error containing %q, got:\n%s", c.want, all.String())
 			}
 		})
+	}
+}
+
+// userSecret is the Secret apmkit-dataway as a user creates it (deploy/kubernetes ships none).
+func userSecret(url string) string {
+	return "apiVersion: v1\nkind: Secret\nmetadata:\n  name: apmkit-dataway\n  namespace: apmkit\ntype: Opaque\nstringData:\n  url: \"" + url + "\"\n"
+}
+
+// TestNoPlaceholderTokenShipped: the default kustomization ships no DataWay token (apmkit
+// refuses placeholders such as tkn_REPLACE_ME); the dataway/ overlay generates the Secret
+// from a file the user writes, under the name and key the workloads read.
+func TestNoPlaceholderTokenShipped(t *testing.T) {
+	files := readManifests(t)
+	for name, text := range files {
+		if strings.Contains(text, "REPLACE_ME") {
+			t.Errorf("%s ships a placeholder token", name)
+		}
+		if strings.Contains(text, "kind: Secret") {
+			t.Errorf("%s ships a Secret: the user creates it", name)
+		}
+	}
+	overlay := readFile(t, filepath.Join(manifestDir, "dataway", "kustomization.yaml"))
+	var k struct {
+		Resources       []string `yaml:"resources"`
+		SecretGenerator []struct {
+			Name      string   `yaml:"name"`
+			Namespace string   `yaml:"namespace"`
+			Envs      []string `yaml:"envs"`
+			Options   struct {
+				DisableNameSuffixHash bool `yaml:"disableNameSuffixHash"`
+			} `yaml:"options"`
+		} `yaml:"secretGenerator"`
+	}
+	if err := yaml.Unmarshal([]byte(overlay), &k); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(k.Resources, "..") || len(k.SecretGenerator) != 1 {
+		t.Fatalf("dataway overlay: %+v", k)
+	}
+	g := k.SecretGenerator[0]
+	if g.Name != "apmkit-dataway" || g.Namespace != "apmkit" || !g.Options.DisableNameSuffixHash || len(g.Envs) != 1 {
+		t.Fatalf("dataway overlay generator: %+v", g)
+	}
+	if _, err := os.Stat(filepath.Join(manifestDir, "dataway", g.Envs[0])); err == nil {
+		t.Errorf("dataway/%s is shipped: it holds the user's token", g.Envs[0])
+	}
+	if strings.Contains(overlay, "REPLACE_ME") {
+		t.Error("the overlay ships a placeholder token")
 	}
 }

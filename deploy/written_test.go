@@ -26,6 +26,7 @@ import (
 type measurementSchema struct {
 	tags, fields map[string]bool
 	values       map[string]map[string]bool // tag -> values seen
+	kinds        map[string]point.Kind      // field -> the kind written
 }
 
 type schema map[string]*measurementSchema
@@ -33,7 +34,7 @@ type schema map[string]*measurementSchema
 func (s schema) add(p *point.Point) {
 	m := s[p.Name]
 	if m == nil {
-		m = &measurementSchema{tags: map[string]bool{}, fields: map[string]bool{}, values: map[string]map[string]bool{}}
+		m = &measurementSchema{tags: map[string]bool{}, fields: map[string]bool{}, values: map[string]map[string]bool{}, kinds: map[string]point.Kind{}}
 		s[p.Name] = m
 	}
 	for _, t := range p.Tags {
@@ -47,6 +48,7 @@ func (s schema) add(p *point.Point) {
 	}
 	for _, f := range p.Fields {
 		m.fields[f.Key] = true
+		m.kinds[f.Key] = f.Kind()
 	}
 }
 
@@ -184,7 +186,7 @@ func scalar(fd protoreflect.FieldDescriptor) protoreflect.Value {
 	panic("unhandled kind " + fd.Kind().String())
 }
 
-// documented is what docs/OUTPUT-SCHEMA.md promises for a measurement: the names in
+// documented is what docs/SCHEMA.md promises for a measurement: the names in
 // backticks and in tables of its section, and per tag the values its table row lists.
 type documented struct {
 	names  map[string]bool
@@ -196,15 +198,13 @@ var (
 	schemaWord = regexp.MustCompile(`\b[A-Za-z]+(?:_[A-Za-z0-9]+|[a-z0-9]+[A-Z][A-Za-z0-9]*)+\b`)
 )
 
-// outputSchemaDoc reads ../shared/docs/OUTPUT-SCHEMA.md, the schema's source of truth,
-// checked out beside the repository like the fixtures.
+// schemaDocPath is the schema's source of truth, relative to this package.
+const schemaDocPath = "../docs/SCHEMA.md"
+
+// outputSchemaDoc reads docs/SCHEMA.md.
 func outputSchemaDoc(t *testing.T) string {
 	t.Helper()
-	fixtures, err := replay.FixturesDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return readFile(t, filepath.Join(fixtures, "..", "..", "docs", "OUTPUT-SCHEMA.md"))
+	return readFile(t, filepath.FromSlash(schemaDocPath))
 }
 
 // documentedFor cuts the doc to a measurement's part: the "## ..." section whose heading
@@ -249,10 +249,12 @@ func documentedFor(doc, measurement string) documented {
 			name = strings.TrimSpace(name)
 			d.names[name] = true
 			vals := map[string]bool{}
-			for _, m := range backticked.FindAllStringSubmatch(cells[1], -1) {
-				vals[m[1]] = true
+			for _, cell := range cells[1:] {
+				for _, m := range backticked.FindAllStringSubmatch(cell, -1) {
+					vals[m[1]] = true
+				}
 			}
-			d.values[name] = vals
+			d.values[strings.Trim(name, "`")] = vals
 		}
 	}
 	return d

@@ -60,6 +60,13 @@ type Config interface {
 	Validate() error
 }
 
+// Listener is implemented by the configs of inputs that listen on network addresses:
+// option key -> host:port (empty ones left out). The config loader refuses two instances
+// on the same address, which would otherwise fail only at start ("address already in use").
+type Listener interface {
+	ListenAddresses() map[string]string
+}
+
 // Plugin is a registered input kind.
 type Plugin struct {
 	Name string

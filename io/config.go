@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apmkit/apmkit/internal/secret"
 	"github.com/apmkit/apmkit/point"
 )
 
@@ -36,13 +37,13 @@ type OutputConfig struct {
 	GzipLevel int               `toml:"gzip_level" doc:"gzip level, 1 (fastest) to 9 (smallest), of request bodies and of the disk spill. Default 1: span line protocol still shrinks to about a tenth, at half the CPU of level 5."`
 	Headers   map[string]string `toml:"headers" doc:"Extra HTTP headers (they win over apmkit's own)." example:"X-Tenant = \"shop\""`
 
-	Database        string `toml:"database" doc:"influxdb: database (db=)."`
-	RetentionPolicy string `toml:"retention_policy" doc:"influxdb: retention policy (rp=), optional."`
-	Username        string `toml:"username" doc:"influxdb: basic-auth user, optional."`
-	Password        string `toml:"password" doc:"influxdb: basic-auth password, optional (masked by 'apmkit config')."`
-	Org             string `toml:"org" doc:"influxdb2: organization."`
-	Bucket          string `toml:"bucket" doc:"influxdb2: bucket."`
-	Token           string `toml:"token" doc:"influxdb2: API token (masked by 'apmkit config')."`
+	Database        string        `toml:"database" doc:"influxdb: database (db=)."`
+	RetentionPolicy string        `toml:"retention_policy" doc:"influxdb: retention policy (rp=), optional."`
+	Username        string        `toml:"username" doc:"influxdb: basic-auth user, optional."`
+	Password        secret.Secret `toml:"password" doc:"influxdb: basic-auth password, optional (masked wherever it is printed)."`
+	Org             string        `toml:"org" doc:"influxdb2: organization."`
+	Bucket          string        `toml:"bucket" doc:"influxdb2: bucket."`
+	Token           secret.Secret `toml:"token" doc:"influxdb2: API token (masked wherever it is printed)."`
 
 	// SkipDatabaseCreation is for users without admin rights: CREATE DATABASE needs them.
 	SkipDatabaseCreation bool `toml:"skip_database_creation" doc:"influxdb: do not send CREATE DATABASE (at start, and when a write says the database is missing), which needs admin rights; the database must then exist. Until it does, batches are kept in the disk spill and an ERROR is logged."`
@@ -305,6 +306,8 @@ func (o *OutputConfig) validateType(at string) []error {
 			errs = append(errs, fmt.Errorf("%s: %w", at, err))
 		} else if u, _ := url.Parse(o.URL); u.Query().Get("token") == "" {
 			errs = append(errs, fmt.Errorf("%s: url: missing the token query, e.g. %s", at, exampleDatawayURL))
+		} else if p, ok := secret.Placeholder(u.Query().Get("token")); ok {
+			errs = append(errs, fmt.Errorf("%s: url: the token is a placeholder (%s), not a DataWay token: put your workspace's token (tkn_...) in the url", at, p))
 		}
 	case TypeInfluxDB:
 		errs = appendIf(errs, prefixErr(at, validateHTTPURL(o.URL, exampleInfluxURL)))
@@ -313,7 +316,10 @@ func (o *OutputConfig) validateType(at string) []error {
 		errs = appendIf(errs, prefixErr(at, validateHTTPURL(o.URL, exampleInfluxURL)))
 		required("org", o.Org, "")
 		required("bucket", o.Bucket, "")
-		required("token", o.Token, " (an API token with write access to the bucket)")
+		required("token", o.Token.Reveal(), " (an API token with write access to the bucket)")
+		if p, ok := secret.Placeholder(o.Token.Reveal()); ok {
+			errs = append(errs, fmt.Errorf("%s: token: a placeholder (%s), not an API token", at, p))
+		}
 	}
 	return errs
 }

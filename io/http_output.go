@@ -108,7 +108,7 @@ func newInfluxDBSender(cfg OutputConfig) (*httpSender, error) {
 	}
 	if cfg.Username != "" {
 		req := &http.Request{Header: http.Header{}}
-		req.SetBasicAuth(cfg.Username, cfg.Password)
+		req.SetBasicAuth(cfg.Username, cfg.Password.Reveal())
 		s.header.Set("Authorization", req.Header.Get("Authorization"))
 	}
 	s.extra = "db=" + cfg.Database
@@ -127,7 +127,7 @@ func newInfluxDB2Sender(cfg OutputConfig) (*httpSender, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.header.Set("Authorization", "Token "+cfg.Token)
+	s.header.Set("Authorization", "Token "+cfg.Token.Reveal())
 	s.extra = "org=" + cfg.Org + " bucket=" + cfg.Bucket
 	s.applyUserHeaders(cfg.Headers)
 	return s, nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/apmkit/apmkit/internal/secret"
 )
 
 // sender delivers one batch to one destination, once. Retries, spilling and counting are
@@ -226,46 +228,6 @@ func snippetOf(body []byte) string {
 	return s
 }
 
-// maskURL hides secrets (user-info password, token-like query values) for logs and Stats.
-func maskURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(invalid url)"
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "****")
-		}
-	}
-	q := u.Query()
-	for k, vs := range q {
-		if !secretQueryKey(k) {
-			continue
-		}
-		for i := range vs {
-			vs[i] = maskSecret(vs[i])
-		}
-	}
-	if len(q) > 0 {
-		u.RawQuery = q.Encode()
-	}
-	s := u.String()
-	// Keep the stars readable: they are not data that needs escaping.
-	return strings.ReplaceAll(s, "%2A", "*")
-}
-
-func secretQueryKey(k string) bool {
-	switch strings.ToLower(k) {
-	case "token", "password", "p", "secret", "api_key", "apikey", "access_token":
-		return true
-	}
-	return false
-}
-
-// maskSecret keeps a recognisable prefix (tkn_) and the last 4 characters of long secrets.
-func maskSecret(s string) string {
-	if len(s) < 12 {
-		return "****"
-	}
-	return s[:4] + "****" + s[len(s)-4:]
-}
+// maskURL hides secrets (user-info password, token-like query values) for logs and Stats;
+// it is secret.URL, the masker `apmkit config` uses too.
+func maskURL(raw string) string { return secret.URL(raw) }

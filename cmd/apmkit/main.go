@@ -121,36 +121,128 @@ func (fs *flagSet) parse(args []string) error {
 	return fmt.Errorf("%s: %w: %v (see apmkit %s -h)", fs.Name(), errUsage, err, fs.Name())
 }
 
-// loadFlags parses --conf-dir and --data-dir and loads the config.
-func loadFlags(name string, args []string, out io.Writer) (*config.Config, error) {
+// loadFlags parses --conf-dir and --data-dir and loads the config. It also returns the
+// loader, for reloads (SIGHUP). A --conf-dir given explicitly must exist: a typo there would
+// otherwise run apmkit on its embedded defaults without a word.
+func loadFlags(name string, args []string, out io.Writer) (*config.Config, func() (*config.Config, error), error) {
 	fs := newFlagSet(name, name+" [--conf-dir DIR] [--data-dir DIR]", out)
 	confDir := fs.String("conf-dir", "./conf.d", "folder with apmkit.conf and the inputs' *.conf files")
 	dataDir := fs.String("data-dir", "", "data folder (cache, spill, file output); overrides data_dir (default ./data)")
 	if err := fs.parse(args); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("%s: %w: unexpected arguments %q", name, errUsage, fs.Args())
+		return nil, nil, fmt.Errorf("%s: %w: unexpected arguments %q", name, errUsage, fs.Args())
 	}
-	return config.Load(config.Options{ConfDir: *confDir, DataDir: *dataDir})
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "conf-dir" })
+	load := func() (*config.Config, error) {
+		if explicit {
+			st, err := os.Stat(*confDir)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				return nil, fmt.Errorf("--conf-dir %s: no such folder (leave --conf-dir out to run on the embedded defaults)", *confDir)
+			case err != nil:
+				return nil, fmt.Errorf("--conf-dir %s: %w", *confDir, err)
+			case !st.IsDir():
+				return nil, fmt.Errorf("--conf-dir %s: not a folder", *confDir)
+			}
+		}
+		return config.Load(config.Options{ConfDir: *confDir, DataDir: *dataDir})
+	}
+	cfg, err := load()
+	return cfg, load, err
 }
 
 func runAgent(args []string, stdout, stderr io.Writer) error {
-	cfg, err := loadFlags("run", args, stdout)
+	cfg, load, err := loadFlags("run", args, stdout)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.Main.Log, stderr)
-	for _, w := range cfg.Warnings {
-		log.Warn(w)
-	}
 	setMemoryLimit(log)
-	log.Info("starting apmkit", "version", version.Version, "main_config", orEmbedded(cfg.MainFile), "input_files", cfg.Files)
-	a, err := agent.New(cfg, log)
-	if err != nil {
-		return err
+	ctx, stopSignals := signalContext(log)
+	defer stopSignals()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer func() {
+		signal.Stop(hup) // no signal is sent on hup once Stop returns
+		close(hup)
+	}()
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reloads <- struct{}{}:
+			default: // a reload is already waiting
+			}
+		}
+	}()
+	return serve(ctx, reloads, load, cfg, stderr)
+}
+
+// serve runs agents until ctx ends: each reload loads the config again and, when it is
+// valid, stops the running agent gracefully (queues flushed to the outputs or the disk
+// spill, pending chunks and held spans kept in the cache, ports released) and starts a new
+// one from the new config in the same process. An invalid config is logged as ERROR and
+// the running agent goes on. When the new config fails to start, the previous one is
+// started again.
+func serve(ctx context.Context, reloads <-chan struct{}, load func() (*config.Config, error), cfg *config.Config, logOut io.Writer) error {
+	var prev *config.Config
+	for {
+		log := newLogger(cfg.Main.Log, logOut)
+		for _, w := range cfg.Warnings {
+			log.Warn(w)
+		}
+		log.Info("starting apmkit", "version", version.Version, "main_config", orEmbedded(cfg.MainFile), "input_files", cfg.Files)
+		a, err := agent.New(cfg, log)
+		if err != nil {
+			return err
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(runCtx) }()
+		next, err := waitReload(ctx, reloads, load, done, log)
+		cancel()
+		if next == nil {
+			if err != nil && prev != nil && ctx.Err() == nil {
+				log.Error("reload: the new configuration failed to start; starting the previous one again", "err", err)
+				cfg, prev = prev, nil
+				continue
+			}
+			return err
+		}
+		if err := <-done; err != nil {
+			log.Error("reload: stopping the running agent", "err", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Info("reload: the running agent stopped; starting it with the new configuration")
+		prev, cfg = cfg, next
 	}
-	return a.Run(signalContext(log))
+}
+
+// waitReload waits for the agent to end (its error, next nil) or for a reload with a valid
+// config (next; the caller stops the agent). Invalid configs are logged and ignored.
+func waitReload(ctx context.Context, reloads <-chan struct{}, load func() (*config.Config, error), done <-chan error, log *slog.Logger) (next *config.Config, err error) {
+	for {
+		select {
+		case err := <-done:
+			return nil, err
+		case <-reloads:
+			if ctx.Err() != nil {
+				continue // stopping anyway
+			}
+			log.Info("reload: SIGHUP received, loading the configuration again")
+			cfg, err := load()
+			if err != nil {
+				log.Error("reload: invalid configuration, keeping the running one", "err", err)
+				continue
+			}
+			return cfg, nil
+		}
+	}
 }
 
 // memoryLimitRatio is the share of the container's memory limit that becomes the Go
@@ -172,20 +264,33 @@ func setMemoryLimit(log *slog.Logger) {
 	}
 }
 
-// signalContext ends at the first SIGINT/SIGTERM (graceful stop); a second one exits at once.
-func signalContext(log *slog.Logger) context.Context {
+// signalContext ends at the first SIGINT/SIGTERM (graceful stop); a second one exits at
+// once. stop releases the signals.
+func signalContext(log *slog.Logger) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
+	quit := make(chan struct{})
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
-		s := <-sigs
-		log.Info("signal received, stopping gracefully (send it again to exit at once)", "signal", s.String())
-		cancel()
-		s = <-sigs
-		log.Warn("second signal: exiting without flushing", "signal", s.String())
-		os.Exit(1)
+		select {
+		case s := <-sigs:
+			log.Info("signal received, stopping gracefully (send it again to exit at once)", "signal", s.String())
+			cancel()
+		case <-quit:
+			return
+		}
+		select {
+		case s := <-sigs:
+			log.Warn("second signal: exiting without flushing", "signal", s.String())
+			os.Exit(1)
+		case <-quit:
+		}
 	}()
-	return ctx
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(quit)
+		cancel()
+	}
 }
 
 func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
@@ -206,7 +311,7 @@ func orEmbedded(path string) string {
 }
 
 func printConfig(args []string, stdout io.Writer) error {
-	cfg, err := loadFlags("config", args, stdout)
+	cfg, _, err := loadFlags("config", args, stdout)
 	if err != nil {
 		return err
 	}

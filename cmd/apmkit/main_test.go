@@ -13,7 +13,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+// TestMain fails the package when a test leaves a goroutine behind.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // buildBinary builds apmkit once for the subprocess tests.
 func buildBinary(t *testing.T) string {
@@ -31,6 +38,9 @@ func buildBinary(t *testing.T) string {
 func TestRunPingAndGracefulStop(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "conf.d"), 0o755); err != nil { // a given --conf-dir must exist
+		t.Fatal(err)
+	}
 	cmd := exec.Command(bin, "run", "--conf-dir", filepath.Join(dir, "conf.d"), "--data-dir", filepath.Join(dir, "data"))
 	cmd.Env = append(os.Environ(),
 		"ENV_DEFAULT_ENABLED_INPUTS=pinpoint",
@@ -152,7 +162,7 @@ func TestConfigPrintsEffectiveConfigMasked(t *testing.T) {
 		t.Fatalf("config: %d %s", code, errOut.String())
 	}
 	text := out.String()
-	if strings.Contains(text, "tkn_topsecret") || !strings.Contains(text, "token=******") {
+	if strings.Contains(text, "tkn_topsecret") || !strings.Contains(text, "token=tkn_****cret") {
 		t.Fatalf("token not masked:\n%s", text)
 	}
 	if !strings.Contains(text, "sampling_rate = 0.5") || !strings.Contains(text, `type = "dataway"`) {

@@ -83,6 +83,17 @@ func DefaultConfig() *Config {
 	}
 }
 
+// ListenAddresses implements inputs.Listener.
+func (c *Config) ListenAddresses() map[string]string {
+	out := map[string]string{}
+	for key, addr := range map[string]string{"address": c.Address, "stat_address": c.StatAddress, "span_address": c.SpanAddress} {
+		if addr != "" {
+			out[key] = addr
+		}
+	}
+	return out
+}
+
 // Validate checks every option; errors name the key and what is allowed.
 func (c *Config) Validate() error {
 	var errs []error

@@ -118,6 +118,10 @@ type agentState struct {
 	errors      atomic.Int64
 	lastSeen    atomic.Int64 // unix ns
 	pingStreams atomic.Int32
+	// streams counts every open stream of the run (ping, span, stat, command): the run is
+	// connected while any is open, since an agent reopens a stream only when it next uses
+	// it (the Go agent's ping stream, on its next tick, while its spans flow).
+	streams atomic.Int32
 }
 
 func newCounters(reg prometheus.Registerer) (*counters, error) {
@@ -229,7 +233,7 @@ func (c *counters) snapshot() Stats {
 	for _, a := range c.agents.Values() {
 		st.Agents = append(st.Agents, AgentStats{
 			AgentID: a.sender.AgentID, AgentName: a.sender.AgentName, ApplicationName: a.sender.ApplicationName,
-			StartTime: a.sender.StartTime, Connected: a.pingStreams.Load() > 0,
+			StartTime: a.sender.StartTime, Connected: a.streams.Load() > 0,
 			LastSeen: time.Unix(0, a.lastSeen.Load()).UTC(), Messages: countMap(&a.counts), Errors: a.errors.Load(),
 		})
 	}

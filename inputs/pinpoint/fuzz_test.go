@@ -13,7 +13,9 @@ import (
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 	"github.com/apmkit/apmkit/inputs/pinpoint/replay"
 	"github.com/apmkit/apmkit/inputs/pinpoint/stats"
+	"github.com/apmkit/apmkit/inputs/pinpoint/trace"
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/span"
 )
 
 // The fuzz targets cover every path where an agent's bytes are decoded: the batch envelope
@@ -41,7 +43,9 @@ func seed(f *testing.F, methods ...string) {
 	}
 }
 
-// fuzzInput is an input with its consumers and a memory cache, without a server.
+// fuzzInput is an input with its consumers and a memory cache, without a server. Its
+// spans go to a discarding consumer: the span fuzzers give each run its own assembler
+// (withAssembler).
 func fuzzInput(f *testing.F) *Input {
 	c, err := newCounters(nil)
 	if err != nil {
@@ -67,6 +71,43 @@ func validatePoints(_ context.Context, _ point.Category, pts []*point.Point) err
 	return nil
 }
 
+// withAssembler gives in a real assembler (on a fresh memory store, with small caps and no
+// wait for metadata, so what it takes comes out at once) whose spans must be valid points,
+// runs fn and stops the assembler, so spans still waiting for chunks come out too.
+func withAssembler(t *testing.T, in *Input, fn func()) {
+	asm, err := trace.New(trace.Options{
+		Store:        cache.NewMemory(cache.Config{CapacityMB: 16}).Namespace(traceNamespace),
+		Meta:         in.meta,
+		Hostname:     "fuzz-host",
+		MetadataWait: -1,
+		MaxHeldSpans: 16, MaxPendingSpans: 16, MaxSkeletonEvents: 256,
+		Emit:   validateSpan,
+		Logger: in.log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.spans = asm
+	fn()
+	if err := asm.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	in.spans = discard{}
+}
+
+// validateSpan fails the fuzz run on a span that could not be written.
+func validateSpan(_ context.Context, s *span.Span) error {
+	for _, p := range s.Points() {
+		if err := p.Validate(); err != nil {
+			panic(err)
+		}
+		if _, err := point.AppendLine(nil, p); err != nil {
+			panic(err)
+		}
+	}
+	return nil
+}
+
 var fuzzSender = &meta.Sender{AgentKey: meta.AgentKey{AgentID: "fuzz", StartTime: 1}, ApplicationName: "fuzz"}
 
 func FuzzSpanBatch(f *testing.F) {
@@ -83,9 +124,11 @@ func FuzzSpanBatch(f *testing.F) {
 		if b.rejected > 0 && b.firstErr == nil {
 			t.Fatal("rejected without a reason")
 		}
-		for _, m := range b.spans {
-			in.handleSpanMessage(context.Background(), fuzzSender, "SendSpanBatch", m)
-		}
+		withAssembler(t, in, func() {
+			for _, m := range b.spans {
+				in.handleSpanMessage(context.Background(), fuzzSender, "SendSpanBatch", m)
+			}
+		})
 	})
 }
 
@@ -98,7 +141,7 @@ func FuzzSpanMessage(f *testing.F) {
 		if proto.Unmarshal(data, m) != nil {
 			return
 		}
-		in.handleSpanMessage(context.Background(), fuzzSender, "SendSpan", m)
+		withAssembler(t, in, func() { in.handleSpanMessage(context.Background(), fuzzSender, "SendSpan", m) })
 	})
 }
 

@@ -79,6 +79,9 @@ func (in *Input) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		return err
 	}
 	in.meta.Touch(sender.AgentKey)
+	agent := in.counters.agent(sender)
+	agent.streams.Add(1)
+	defer agent.streams.Add(-1)
 	return handler(srv, &senderStream{ServerStream: ss, ctx: withSender(ss.Context(), sender)})
 }
 

@@ -579,3 +579,28 @@ func TestDecodeOnly(t *testing.T) {
 		t.Fatalf("decode_only wrote %d points", n)
 	}
 }
+
+// TestConnectedWhileAnyStreamIsOpen: an agent run counts as connected while any of its
+// streams is open, not only its ping stream (the Go agent reopens that one only on its
+// next tick, while its spans keep flowing).
+func TestConnectedWhileAnyStreamIsOpen(t *testing.T) {
+	in := startInput(t, inputstest.New(t, ""), nil)
+	ctx := agentCtx("span-only", 42)
+	connected := func() bool {
+		for _, a := range in.counters.snapshot().Agents {
+			if a.AgentID == "span-only" {
+				return a.Connected
+			}
+		}
+		return false
+	}
+	stream, err := pb.NewSpanClient(dial(t, in.Addrs()[0])).SendSpan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "agent connected by its span stream", connected)
+	if _, err := stream.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "agent disconnected once its last stream ended", func() bool { return !connected() })
+}

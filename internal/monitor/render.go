@@ -19,6 +19,13 @@ import (
 // dozen lines, and /v1/stats may list thousands of agent runs.
 const DefaultMaxAgents = 40
 
+// The frame fits a classic terminal: lines are cut at DefaultWidth columns, and the live
+// view shows as many agent rows as leave the frame within DefaultHeight lines.
+const (
+	DefaultWidth  = 80
+	DefaultHeight = 24
+)
+
 // RenderOptions says how a frame looks.
 type RenderOptions struct {
 	// Once renders a snapshot for scripts: totals instead of per-second rates, no hint
@@ -28,6 +35,14 @@ type RenderOptions struct {
 	MaxAgents int
 	// Interval is shown in the live view's footer.
 	Interval time.Duration
+	// Width cuts longer lines of the live view (with "…"), narrowing the name columns of
+	// tables first; 0 = DefaultWidth (no limit with Once: scripts read whole lines),
+	// negative = no limit.
+	Width int
+	// Height bounds the live view's lines by showing fewer agent rows (the others are
+	// counted in a "+N more" line); 0 = DefaultHeight, negative = no limit. --once shows
+	// up to MaxAgents rows whatever the height: its output is for scripts and pagers.
+	Height int
 }
 
 // Render writes one frame for cur. prev is the snapshot taken just before it, for rates;
@@ -37,7 +52,27 @@ func Render(w io.Writer, cur, prev *Snapshot, opts RenderOptions) error {
 	if opts.MaxAgents <= 0 {
 		opts.MaxAgents = DefaultMaxAgents
 	}
-	r := &renderer{opts: opts, cur: cur, prev: prev, rate: newRates(cur, prev)}
+	if opts.Width == 0 && !opts.Once {
+		opts.Width = DefaultWidth
+	}
+	if opts.Height == 0 {
+		opts.Height = DefaultHeight
+	}
+	rows := opts.MaxAgents
+	if !opts.Once && opts.Height > 0 && len(cur.Inputs) > 0 {
+		// Lay the frame out without agent rows, then share the lines left among the
+		// inputs (a table takes a header line on top of its rows).
+		base := renderFrame(cur, prev, opts, 0)
+		spare := opts.Height - strings.Count(base, "\n")
+		rows = min(rows, max(0, spare/len(cur.Inputs)-1))
+	}
+	_, err := io.WriteString(w, renderFrame(cur, prev, opts, rows))
+	return err
+}
+
+// renderFrame lays out a frame with at most rows agent rows per input.
+func renderFrame(cur, prev *Snapshot, opts RenderOptions, rows int) string {
+	r := &renderer{opts: opts, cur: cur, prev: prev, rate: newRates(cur, prev), rows: rows}
 	r.header()
 	for i := range cur.Inputs {
 		r.input(&cur.Inputs[i])
@@ -48,22 +83,36 @@ func Render(w io.Writer, cur, prev *Snapshot, opts RenderOptions) error {
 	}
 	r.io()
 	if !opts.Once {
-		r.line("")
-		r.line(fmt.Sprintf("refreshing every %s; rates are per second between two refreshes; Ctrl-C quits", orDefault(opts.Interval, time.Second)))
+		from := ""
+		if cur.URL != "" {
+			from = " from " + cur.URL
+		}
+		r.line(fmt.Sprintf("every %s%s; /s = per second; Ctrl-C quits", orDefault(opts.Interval, time.Second), from))
 	}
-	_, err := io.WriteString(w, r.b.String())
-	return err
+	return r.b.String()
 }
 
 type renderer struct {
 	opts      RenderOptions
 	cur, prev *Snapshot
 	rate      rates
+	rows      int // agent rows per input
 	b         strings.Builder
 }
 
+// gap separates sections in --once; the live view has no lines to spare.
+func (r *renderer) gap() {
+	if r.opts.Once {
+		r.line("")
+	}
+}
+
 func (r *renderer) line(s string) {
-	r.b.WriteString(strings.TrimRight(s, " "))
+	s = strings.TrimRight(s, " ")
+	if r.opts.Width > 0 {
+		s = truncate(s, r.opts.Width)
+	}
+	r.b.WriteString(s)
 	r.b.WriteByte('\n')
 }
 
@@ -74,7 +123,7 @@ func (r *renderer) header() {
 		at = "  at " + c.At.Format("2006-01-02 15:04:05 MST")
 	}
 	r.line(fmt.Sprintf("apmkit %s on %s, up %s%s", c.Version, c.Hostname, c.Uptime, at))
-	if c.URL != "" {
+	if c.URL != "" && r.opts.Once {
 		r.line("from " + c.URL)
 	}
 	if r.opts.Once {
@@ -107,7 +156,7 @@ func cacheText(c *Snapshot) string {
 
 // input renders one input instance: its listeners and counters, then its agents.
 func (r *renderer) input(in *Input) {
-	r.line("")
+	r.gap()
 	r.line(fmt.Sprintf("INPUT %s #%d  (%s)", in.Input, in.Instance, in.Source))
 	var prevIn *Input
 	if r.prev != nil {
@@ -125,7 +174,7 @@ func (r *renderer) input(in *Input) {
 	if in.Pinpoint != nil {
 		r.pinpointSummary(in.Pinpoint, prevSt)
 	}
-	r.line(fmt.Sprintf("  %-11s kept %s  dropped %d", "pipeline", r.count(in.Pipeline.Kept, prevKept, prevIn != nil), in.Pipeline.Dropped))
+	r.line(fmt.Sprintf("  %-11s points kept %s  dropped %d", "pipeline", r.count(in.Pipeline.Kept, prevKept, prevIn != nil), in.Pipeline.Dropped))
 	if in.Pinpoint != nil {
 		r.agents(in.Pinpoint, prevSt)
 	}
@@ -155,12 +204,12 @@ func (r *renderer) pinpointSummary(st, prev *pinpoint.Stats) {
 		pm = prev.Messages
 	}
 	has := prev != nil
-	r.line(fmt.Sprintf("  %-11s spans %s  chunks %s  stats %s  metadata %d  rejected %s",
+	r.line(fmt.Sprintf("  %-11s spans %s  chunks %s  stats %s",
 		"received",
 		r.count(sum(st.Messages, spanMessages), sum(pm, spanMessages), has),
 		r.count(sum(st.Messages, chunkMessages), sum(pm, chunkMessages), has),
-		r.count(sum(st.Messages, statMessages), sum(pm, statMessages), has),
-		sum(st.Messages, metadataMessages), reasons(st.Rejected)))
+		r.count(sum(st.Messages, statMessages), sum(pm, statMessages), has)))
+	r.line(fmt.Sprintf("  %-11s metadata %d  rejected %s", "", sum(st.Messages, metadataMessages), reasons(st.Rejected)))
 	if t := st.Trace; t != nil {
 		var unresolved []string
 		for _, k := range slices.Sorted(maps.Keys(t.Unresolved)) {
@@ -168,11 +217,13 @@ func (r *renderer) pinpointSummary(st, prev *pinpoint.Stats) {
 				unresolved = append(unresolved, fmt.Sprintf("%s:%d", k, n))
 			}
 		}
-		r.line(fmt.Sprintf("  %-11s partial spans %d  late chunks %d  waited for metadata %d (now %d)  pending %d spans",
-			"traces", t.PartialSpans, t.LateChunks, t.HeldForMetadata, t.Held, t.PendingSpans))
+		r.line(fmt.Sprintf("  %-11s spans: partial %d  pending %d  waited for metadata %d (now %d)",
+			"traces", t.PartialSpans, t.PendingSpans, t.HeldForMetadata, t.Held))
+		unres := ""
 		if len(unresolved) > 0 {
-			r.line(fmt.Sprintf("  %-11s unresolved names written as placeholders: %s (see metadata_wait)", "", strings.Join(unresolved, " ")))
+			unres = "  placeholders " + strings.Join(unresolved, " ")
 		}
+		r.line(fmt.Sprintf("  %-11s late chunks %d%s", "", t.LateChunks, unres))
 	}
 }
 
@@ -198,7 +249,7 @@ func (r *renderer) agents(st, prev *pinpoint.Stats) {
 		}
 		return b.LastSeen.Compare(a.LastSeen)
 	})
-	shown := agents[:min(len(agents), r.opts.MaxAgents)]
+	shown := agents[:min(len(agents), r.rows)]
 	// Back to the API's order (application, agent id) so rows do not jump between frames.
 	slices.SortFunc(shown, func(a, b pinpoint.AgentStats) int {
 		return cmp.Or(cmp.Compare(a.ApplicationName, b.ApplicationName), cmp.Compare(a.AgentID, b.AgentID), cmp.Compare(a.StartTime, b.StartTime))
@@ -213,14 +264,15 @@ func (r *renderer) agents(st, prev *pinpoint.Stats) {
 	if r.opts.Once {
 		unit = ""
 	}
-	// STARTED tells apart the runs of one agent id (each restart is a new run).
-	t := table{right: []bool{false, false, false, false, false, true, true, true, true}}
-	t.add("APPLICATION", "AGENT ID", "STARTED", "CONN", "LAST SEEN", "SPANS"+unit, "CHUNKS"+unit, "STATS"+unit, "ERRORS")
+	// AGE (since the run started) tells apart the runs of one agent id (each restart is a new run). Names give
+	// way to the numbers when the table is too wide.
+	t := table{right: []bool{false, false, false, false, false, true, true, true, true}, shrink: []bool{true, true}}
+	t.add("APPLICATION", "AGENT ID", "AGE", "CONN", "SEEN", "SPANS"+unit, "CHUNKS"+unit, "STATS"+unit, "ERR")
 	for _, a := range shown {
 		p, has := prevBy[agentKey{a.AgentID, a.StartTime}]
 		t.add(
-			truncate(a.ApplicationName, 30),
-			truncate(a.AgentID, 24),
+			a.ApplicationName,
+			a.AgentID,
 			r.age(time.UnixMilli(a.StartTime)),
 			yesNo(a.Connected),
 			r.age(a.LastSeen),
@@ -230,9 +282,11 @@ func (r *renderer) agents(st, prev *pinpoint.Stats) {
 			fmt.Sprint(a.Errors),
 		)
 	}
-	t.write(r, "  ")
+	if len(shown) > 0 {
+		t.write(r, "  ")
+	}
 	if n := len(agents) - len(shown); n > 0 {
-		r.line(fmt.Sprintf("  ... and %d more agent runs, not connected or seen less recently (all in /v1/stats)", n))
+		r.line(fmt.Sprintf("  +%d more agent runs (disconnected or seen less recently; all in /v1/stats)", n))
 	}
 }
 
@@ -244,7 +298,7 @@ type agentKey struct {
 // io renders the uploader: queue depth per category, then each output.
 func (r *renderer) io() {
 	c := r.cur
-	r.line("")
+	r.gap()
 	r.line(fmt.Sprintf("IO  (%s)", cacheText(c)))
 	prevCat := map[string]apmio.CategoryStats{}
 	prevOut := map[string]apmio.OutputStats{}
@@ -261,7 +315,7 @@ func (r *renderer) io() {
 		unit = ""
 	}
 	ct := table{right: []bool{false, true, true, true, true}}
-	ct.add("CATEGORY", "QUEUE", "POINTS IN"+unit, "REJECTED", "DROPPED")
+	ct.add("CATEGORY", "QUEUED POINTS", "POINTS IN"+unit, "REJECTED", "DROPPED")
 	var losses []string
 	for _, cs := range c.IO.Categories {
 		rejected, dropped := total(cs.Rejected), total(cs.Dropped)
@@ -279,9 +333,9 @@ func (r *renderer) io() {
 	} else {
 		ct.write(r, "  ")
 	}
-	r.line("")
-	ot := table{right: []bool{false, false, true, true, true, true, true, true, true}}
-	ot.add("OUTPUT", "TYPE", "POINTS"+unit, "BYTES"+unit, "QUEUE", "RETRIES", "PERM ERR", "SPILL", "DROPPED")
+	r.gap()
+	ot := table{right: []bool{false, true, true, true, true, true, true, true}, shrink: []bool{true}}
+	ot.add("OUTPUT", "POINTS"+unit, "BYTES"+unit, "BATCHES", "RETRY", "PERM", "SPILL", "DROPPED")
 	for _, o := range c.IO.Outputs {
 		p, has := prevOut[o.Name]
 		bytesCol := bytesText(o.BytesSent)
@@ -291,7 +345,7 @@ func (r *renderer) io() {
 				bytesCol = bytesText(int64(v)) // a byte rate: whole bytes are enough
 			}
 		}
-		ot.add(o.Name, o.Type, r.value(o.PointsSent, p.PointsSent, has), bytesCol, fmt.Sprint(o.QueueBatches),
+		ot.add(o.Name, r.value(o.PointsSent, p.PointsSent, has), bytesCol, fmt.Sprint(o.QueueBatches),
 			fmt.Sprint(o.Retries), fmt.Sprint(o.PermanentErrors),
 			fmt.Sprintf("%s (%d)", bytesText(o.SpillBytes), o.SpillBatches), fmt.Sprint(total(o.Dropped)))
 		losses = appendReasons(losses, o.Name+" dropped", o.Dropped)
@@ -305,11 +359,15 @@ func (r *renderer) io() {
 		state := ""
 		if o.State != "" && o.State != "ok" { // failing, config_error: the last error says why
 			state = "  [" + o.State + "]"
+		} else if !r.opts.Once {
+			continue // the live view lists only the outputs in trouble
 		}
-		r.line(fmt.Sprintf("  %s -> %s%s", o.Name, o.URL, state))
+		r.line(fmt.Sprintf("  %s (%s) -> %s%s", o.Name, o.Type, o.URL, state))
 	}
-	for _, l := range losses {
-		r.line("  " + l)
+	if r.opts.Once { // the live view has the totals in its DROPPED columns
+		for _, l := range losses {
+			r.line("  " + l)
+		}
 	}
 	for _, o := range c.IO.Outputs {
 		if o.LastError != "" {
@@ -317,7 +375,7 @@ func (r *renderer) io() {
 			if when != "now" && when != "never" && !r.cur.At.IsZero() {
 				when += " ago"
 			}
-			r.line(fmt.Sprintf("  %s last error (%s): %s", o.Name, when, truncate(oneLine(o.LastError), 120)))
+			r.line(fmt.Sprintf("  %s last error (%s): %s", o.Name, when, oneLine(o.LastError)))
 		}
 	}
 }
@@ -387,8 +445,9 @@ func (r rates) per(cur, prev int64, hasPrev bool) (float64, bool) {
 
 // table aligns columns; widths are counted in runes so truncated names with "…" line up.
 type table struct {
-	rows  [][]string
-	right []bool // right-align column i (numbers)
+	rows   [][]string
+	right  []bool // right-align column i (numbers)
+	shrink []bool // column i may be cut (with "…") so the table fits the frame's width
 }
 
 func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
@@ -400,10 +459,30 @@ func (t *table) write(r *renderer, indent string) {
 			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
+	if r.opts.Width > 0 {
+		// Narrow the widest column that may shrink, one rune at a time, down to 8.
+		total := len(indent) + 2*(len(widths)-1)
+		for _, w := range widths {
+			total += w
+		}
+		for ; total > r.opts.Width; total-- {
+			widest := -1
+			for i, w := range widths {
+				if i < len(t.shrink) && t.shrink[i] && w > 8 && (widest < 0 || w > widths[widest]) {
+					widest = i
+				}
+			}
+			if widest < 0 {
+				break
+			}
+			widths[widest]--
+		}
+	}
 	for _, row := range t.rows {
 		var b strings.Builder
 		b.WriteString(indent)
 		for i, c := range row {
+			c = truncate(c, widths[i])
 			if i > 0 {
 				b.WriteString("  ")
 			}

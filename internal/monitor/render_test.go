@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apmkit/apmkit/cache"
 )
@@ -123,7 +124,7 @@ func TestMaxAgentsKeepsConnectedAgents(t *testing.T) {
 	out := b.String()
 	agentRow(t, out, "backend", "backend-01")
 	agentRow(t, out, "frontend", "frontend-02")
-	if strings.Contains(out, "frontend-01") || !strings.Contains(out, "... and 1 more agent runs") {
+	if strings.Contains(out, "frontend-01") || !strings.Contains(out, "+1 more agent runs") {
 		t.Errorf("the disconnected agent should be the one left out:\n%s", out)
 	}
 }
@@ -235,7 +236,7 @@ func TestRunLive(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := &frameWriter{n: 3, cancel: cancel}
-	if err := Run(ctx, Options{Addr: srv.URL, Interval: 10 * time.Millisecond, Out: w}); err != nil {
+	if err := Run(ctx, Options{Addr: srv.URL, Interval: 10 * time.Millisecond, Out: w, Terminal: true}); err != nil {
 		t.Fatal(err)
 	}
 	if len(w.frames) != 3 {
@@ -245,6 +246,21 @@ func TestRunLive(t *testing.T) {
 		if !strings.HasPrefix(f, clearScreen) {
 			t.Errorf("frame %d does not clear the screen", i)
 		}
+	}
+	// Not a terminal (a pipe, a file): plain text, frames separated by a blank line.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	plain := &frameWriter{n: 2, cancel: cancel2}
+	if err := Run(ctx2, Options{Addr: srv.URL, Interval: 10 * time.Millisecond, Out: plain}); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range plain.frames {
+		if strings.ContainsRune(f, 0x1b) {
+			t.Errorf("plain frame %d has escape codes: %q", i, f)
+		}
+	}
+	if len(plain.frames) != 2 || !strings.HasPrefix(plain.frames[1], "\napmkit ") {
+		t.Errorf("plain frames: %q", plain.frames)
 	}
 	if row := agentRow(t, w.frames[0], "backend", "backend-01"); row[5] != "-" {
 		t.Errorf("first frame has a rate: %v", row)
@@ -309,5 +325,35 @@ func TestRenderDegradedCache(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "DEGRADED") || !strings.Contains(b.String(), "\nIO  (cache 2.0 MiB on disk)\n") {
 		t.Errorf("an ok cache:\n%s", b.String())
+	}
+}
+
+// TestLiveViewFits80x24: with many agents and long names, the live view stays within 80
+// columns and 24 lines, and says how many agent runs it leaves out.
+func TestLiveViewFits80x24(t *testing.T) {
+	prev, cur := loadSnapshot(t, "prev.json"), loadSnapshot(t, "cur.json")
+	st := cur.Inputs[0].Pinpoint
+	base := st.Agents[0]
+	for i := range 50 {
+		a := base
+		a.ApplicationName = strings.Repeat("long-application-name-", 3)
+		a.AgentID = fmt.Sprintf("agent-with-a-long-identifier-%02d", i)
+		st.Agents = append(st.Agents, a)
+	}
+	var b bytes.Buffer
+	if err := Render(&b, cur, prev, RenderOptions{Interval: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) > DefaultHeight {
+		t.Errorf("%d lines:\n%s", len(lines), b.String())
+	}
+	for _, l := range lines {
+		if n := utf8.RuneCountInString(l); n > DefaultWidth {
+			t.Errorf("line of %d columns: %q", n, l)
+		}
+	}
+	if !strings.Contains(b.String(), "more agent runs") {
+		t.Errorf("no \"+N more\" line:\n%s", b.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -21,6 +22,10 @@ type Options struct {
 	MaxAgents int
 	// Out receives the frames.
 	Out io.Writer
+	// Terminal clears the screen before each frame of the live view. Without it (and when
+	// Out is not a terminal: a pipe, a file) frames are plain text separated by a blank
+	// line, without escape codes.
+	Terminal bool
 	// Client fetches /v1/stats; nil = a client with a timeout shorter than the interval.
 	Client *http.Client
 }
@@ -54,12 +59,19 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		return Render(opts.Out, snap, nil, ropts)
 	}
+	terminal := opts.Terminal || isTerminal(opts.Out)
 	ticker := time.NewTicker(opts.Interval)
 	defer ticker.Stop()
 	var prev *Snapshot
+	frames := 0
 	for {
 		var frame bytes.Buffer
-		frame.WriteString(clearScreen)
+		if terminal {
+			frame.WriteString(clearScreen)
+		} else if prev != nil || frames > 0 {
+			frame.WriteString("\n")
+		}
+		frames++
 		snap, err := Fetch(ctx, client, opts.Addr)
 		switch {
 		case ctx.Err() != nil:
@@ -82,4 +94,14 @@ func Run(ctx context.Context, opts Options) error {
 		case <-ticker.C:
 		}
 	}
+}
+
+// isTerminal reports whether w is a character device (a terminal), not a pipe or a file.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

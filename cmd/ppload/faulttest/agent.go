@@ -28,7 +28,7 @@ import (
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 )
 
-// EntryID names one entry span as apmkit writes it (OUTPUT-SCHEMA.md): trace_id is
+// EntryID names one entry span as apmkit writes it (docs/SCHEMA.md): trace_id is
 // agentId^agentStartTime^sequence, span_id the Pinpoint spanId in decimal.
 type EntryID struct {
 	Trace string `json:"trace_id"`

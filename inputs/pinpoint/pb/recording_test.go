@@ -1,7 +1,7 @@
 package pb
 
 // These tests decode recordings of a real pinpoint-go-agent's traffic
-// (../shared/fixtures/pinpoint, format in its README) with our generated
+// (testdata/pinpoint at the repository root, format in its README) with our generated
 // types. A message that decodes with no unknown fields anywhere proves that
 // every field the agent sent has the number and wire type we declare (a wrong
 // wire type fails decoding or lands in the unknown set); the counts compared
@@ -24,9 +24,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
-// fixturesDir is relative to this package: the repository is checked out
-// with shared/ beside it (see docs/DESIGN.md, "Tests").
-const fixturesDir = "../../../../shared/fixtures/pinpoint"
+// fixturesDir is relative to this package: the repository's copy of the recordings.
+const fixturesDir = "../../../testdata/pinpoint"
 
 // unknownFieldPaths returns the path of every message, at any depth, that
 // holds fields its descriptor does not know.
@@ -337,7 +336,7 @@ func TestRecordings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(paths) == 0 {
-		t.Fatalf("no recordings in %s: the repository must be checked out with shared/ beside it", fixturesDir)
+		t.Fatalf("no recordings in %s", fixturesDir)
 	}
 	for _, path := range paths {
 		name := strings.TrimSuffix(filepath.Base(path), ".jsonl")

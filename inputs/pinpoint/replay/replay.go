@@ -1,7 +1,7 @@
-// Package replay reads the Pinpoint traffic recordings in shared/fixtures/pinpoint
-// (format pinpoint-recording/1) and replays them into a collector over real gRPC with a
-// raw-bytes codec, exactly as the agents sent them. Tests, the load generator and tools
-// use it.
+// Package replay reads the Pinpoint traffic recordings in testdata/pinpoint (the
+// repository's copy of shared/fixtures/pinpoint; format pinpoint-recording/1) and replays
+// them into a collector over real gRPC with a raw-bytes codec, exactly as the agents sent
+// them. Tests, the load generator and tools use it.
 package replay
 
 import (
@@ -96,18 +96,19 @@ func Load(path string) (*Recording, error) {
 	return rec, err
 }
 
-// FixturesDir finds shared/fixtures/pinpoint beside the repository (the layout CI and
-// developers use), from the current directory upwards.
+// FixturesDir finds the repository's copy of the recordings, testdata/pinpoint at the
+// repository root (copied from shared/fixtures/pinpoint), from the current directory
+// upwards, so a plain clone runs the replay tests.
 func FixturesDir() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		cand := filepath.Join(dir, "..", "shared", "fixtures", "pinpoint")
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			cand := filepath.Join(dir, "testdata", "pinpoint")
 			if _, err := os.Stat(cand); err != nil {
-				return "", fmt.Errorf("fixtures not found at %s: check out ../shared beside the repository", cand)
+				return "", fmt.Errorf("replay: recordings not found at %s", cand)
 			}
 			return filepath.Clean(cand), nil
 		}

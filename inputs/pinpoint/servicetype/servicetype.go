@@ -87,7 +87,7 @@ func (c Category) String() string {
 	return "Category(" + strconv.Itoa(int(c)) + ")"
 }
 
-// The source_type tag values of docs/OUTPUT-SCHEMA.md (DataKit's tracing
+// The source_type tag values of docs/SCHEMA.md (DataKit's tracing
 // source types).
 const (
 	SourceWeb          = "web"
@@ -99,7 +99,7 @@ const (
 )
 
 // SourceType maps the category to the span's source_type tag, as
-// docs/OUTPUT-SCHEMA.md defines it: SERVER -> web, DATABASE -> db,
+// docs/SCHEMA.md defines it: SERVER -> web, DATABASE -> db,
 // CACHE -> cache, RPC -> http, MESSAGE_BROKER -> message_queue, everything
 // else (internal, library, HBase, undefined) -> custom.
 func (c Category) SourceType() string {

@@ -11,7 +11,7 @@ import (
 	"github.com/apmkit/apmkit/point"
 )
 
-// The measurements this package writes (category metric), as docs/OUTPUT-SCHEMA.md names them.
+// The measurements this package writes (category metric), as docs/SCHEMA.md names them.
 const (
 	MeasurementJVM        = "pinpoint_jvm"
 	MeasurementDataSource = "pinpoint_datasource"

@@ -1,6 +1,6 @@
 // Package stats converts what Pinpoint agents report about themselves (PStatMessage on
 // /v1.Stat/SendAgentStat and PAgentInfo on /v1.Agent/RequestAgentInfo) into metric points,
-// as docs/OUTPUT-SCHEMA.md ("JVM and agent metrics") defines them.
+// as docs/SCHEMA.md defines them.
 //
 // # Measurements
 //
@@ -22,7 +22,7 @@
 //     PoolNewGenUsed, PoolOldGenUsed, PoolSurvivorSpaceUsed, PoolPermGenUsed, PoolMetaspaceUsed.
 //
 // pinpoint_datasource: one point per PDataSource of each sample, timestamped like the sample.
-// Tags agent_id, agent_name, service, host, database_name, service_type (the name of
+// Tags agent_id, agent_name, service, host, pool_id, database_name, service_type (the name of
 // serviceTypeCode, e.g. HIKARICP, DBCP2), url (credentials removed, see below); int fields
 // ActiveConnectionSize, MaxConnectionSize.
 //
@@ -35,7 +35,8 @@
 // with a failed_ prefix (failed_bucket_lt_100ms ... failed_bucket_ge_8000ms) for the failed
 // histogram. An empty or absent failed histogram means nothing failed: its fields are 0.
 //
-// pinpoint_agent: one point per PAgentInfo, timestamped with the time apmkit received it.
+// pinpoint_agent: one point per PAgentInfo, timestamped with the agent run's start time (an
+// end: its end time), so the info re-sent on every reconnect lands on one row.
 // Tags agent_id, agent_name, service, hostname, host, ip, agentVersion, vm_version, container,
 // service_type (the name of PAgentInfo.serviceType, else of the `servicetype` header);
 // fields start_time (int, epoch ms, from the `starttime` header), pid (int), ports (string),
@@ -71,7 +72,7 @@
 // negative numbers (URIHistogram), timestamps <= 0 or beyond 2262 (BadTimestamp), and so on.
 //
 // PProfilerMetric (Java 3.x network metrics, a name with long fields and string tags) is
-// skipped and counted as ProfilerMetric: OUTPUT-SCHEMA.md defines no measurement for it, and
+// skipped and counted as ProfilerMetric: docs/SCHEMA.md defines no measurement for it, and
 // naming measurements after agent-supplied names would let agents create unbounded
 // measurements. Supporting it is a schema change.
 //

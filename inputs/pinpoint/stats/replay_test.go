@@ -15,7 +15,7 @@ import (
 	"github.com/apmkit/apmkit/point"
 )
 
-// jvmFieldSources names, for every pinpoint_jvm field, where OUTPUT-SCHEMA.md says it comes
+// jvmFieldSources names, for every pinpoint_jvm field, where docs/SCHEMA.md says it comes
 // from: a path of IDL field names in PAgentStat ("[i]" picks a repeated element). The
 // replay test reads the recorded messages through protobuf reflection with these paths,
 // independently of the converter's getters.

@@ -14,7 +14,7 @@ const (
 	// UnknownMessage: a PStatMessage with no content this package knows: an empty message,
 	// or a oneof field added by a newer agent (it decodes into unknown fields).
 	UnknownMessage Reason = iota
-	// ProfilerMetric: a PProfilerMetric (Java 3.x network metrics). OUTPUT-SCHEMA.md has no
+	// ProfilerMetric: a PProfilerMetric (Java 3.x network metrics). docs/SCHEMA.md has no
 	// measurement for it, so it is counted rather than written under an invented name.
 	ProfilerMetric
 	// BadTimestamp: a sample or URI window whose timestamp is <= 0 or too large for

@@ -1,5 +1,5 @@
 // Package trace rebuilds what a Pinpoint agent recorded and turns it into span points
-// (docs/OUTPUT-SCHEMA.md): one entry span per PSpan and one span per span event, with
+// (docs/SCHEMA.md): one entry span per PSpan and one span per span event, with
 // parent links inside a span, across async work and across agents.
 //
 // The input hands every decoded PSpan and PSpanChunk to an Assembler (it implements the

@@ -2,7 +2,7 @@ package trace
 
 // Span ids are deterministic so that any apmkit instance, at any time, gives the same span
 // the same id, and a child can name its parent without seeing the parent's data
-// (docs/OUTPUT-SCHEMA.md, "Deterministic ids"):
+// (docs/SCHEMA.md, "Deterministic ids"):
 //
 //	entry span             span_id   = the Pinpoint spanId
 //	                       parent_id = "0" for a root span (parentSpanId -1),

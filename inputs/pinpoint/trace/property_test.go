@@ -134,7 +134,7 @@ func (g *genState) addAsync(nd *gNode, w *gWork, level int) {
 	}
 }
 
-// assignIDs computes the ids every event must get (docs/OUTPUT-SCHEMA.md rules).
+// assignIDs computes the ids every event must get (docs/SCHEMA.md rules).
 func (nd *gNode) assignIDs() {
 	for _, w := range nd.works {
 		for _, e := range w.events {
