@@ -73,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (load.Config, error) {
 	fs.Float64Var(&cfg.Gen.AsyncFrac, "async-frac", cfg.Gen.AsyncFrac, "share of transactions with async work (an async chunk after the span)")
 	fs.Float64Var(&cfg.Gen.ErrorFrac, "error-frac", cfg.Gen.ErrorFrac, "share of transactions that fail (err=1, a query with exceptionInfo)")
 	fs.Float64Var(&cfg.Gen.LinkedFrac, "linked-frac", cfg.Gen.LinkedFrac, "share of ppload-web transactions that call ppload-api (a child span sent by the next agent)")
-	fs.BoolVar(&cfg.Stats, "stats", false, "send a PAgentStatBatch of 6 samples per agent at the start and every -stat-every")
+	fs.BoolVar(&cfg.Stats, "stats", cfg.Stats, "send JVM stats (a PAgentStatBatch of 6 samples, with two connection pools) and URI stats per agent at the start and every -stat-every; -stats=false sends spans only")
 	fs.DurationVar(&cfg.StatEvery, "stat-every", cfg.StatEvery, "stat batch interval")
 	fs.DurationVar(&cfg.PingEvery, "ping-every", cfg.PingEvery, "PPing interval on the held ping session")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0 = random; the summary prints it): the same seed sends the same spans")

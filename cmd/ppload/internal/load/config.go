@@ -60,6 +60,7 @@ func Defaults() Config {
 		Inflight:  10,
 		Flush:     time.Second,
 		Deadline:  6 * time.Second,
+		Stats:     true, // so a first run shows every measurement, not only spans
 		StatEvery: 30 * time.Second,
 		PingEvery: 60 * time.Second,
 		Seed:      1,

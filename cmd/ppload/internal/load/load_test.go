@@ -16,6 +16,7 @@ import (
 	"github.com/apmkit/apmkit/cmd/ppload/internal/gen"
 	"github.com/apmkit/apmkit/inputs/inputstest"
 	"github.com/apmkit/apmkit/inputs/pinpoint"
+	"github.com/apmkit/apmkit/point"
 )
 
 func TestMain(m *testing.M) {
@@ -65,6 +66,53 @@ func TestCollectorCountsWhatPploadSent(t *testing.T) {
 			checkSummary(t, sum, cfg)
 			checkCounters(t, in.Stats().(pinpoint.Stats), sum)
 		})
+	}
+}
+
+// TestStatsFeedEveryMetricMeasurement: by default ppload's stats make apmkit write
+// pinpoint_jvm (6 samples a batch), pinpoint_datasource (two pools of one URL, two series by
+// pool_id) and pinpoint_uri (two URIs), so a first run without a real agent shows them all.
+func TestStatsFeedEveryMetricMeasurement(t *testing.T) {
+	host := inputstest.New(t, "")
+	cfg := pinpoint.DefaultConfig()
+	cfg.Address, cfg.StatAddress, cfg.SpanAddress = "127.0.0.1:0", "", ""
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	in := pinpoint.New(cfg)
+	if err := in.Start(context.Background(), host); err != nil {
+		t.Fatal(err)
+	}
+	run := Defaults()
+	run.AgentAddr, run.Agents, run.Duration, run.MaxSpans = in.Addrs()[0], 2, 0, 20
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Run(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stopCancel()
+	if err := in.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	pools := map[string]bool{}
+	for _, p := range host.Points(point.Metric) {
+		count[p.Name]++
+		if p.Name == "pinpoint_datasource" {
+			id, _ := p.Tag("pool_id")
+			pools[id] = true
+		}
+	}
+	// Per agent: one stat batch of 6 samples with 2 pools each, one URI stat of 2 URIs.
+	want := map[string]int{"pinpoint_jvm": 2 * 6, "pinpoint_datasource": 2 * 6 * 2, "pinpoint_uri": 2 * 2}
+	for m, n := range want {
+		if count[m] != n {
+			t.Errorf("%s: %d points, want %d (all: %v)", m, count[m], n, count)
+		}
+	}
+	if !pools["1"] || !pools["2"] || len(pools) != 2 {
+		t.Errorf("pool ids %v, want 1 and 2", pools)
 	}
 }
 

@@ -27,6 +27,7 @@ const (
 	msgChunk        = "PSpanChunk"
 	msgStatMessage  = "PStatMessage"
 	msgStatBatch    = "PAgentStatBatch"
+	msgURIStat      = "PAgentUriStat"
 	msgCmdHandshake = "PCmdMessage"
 )
 

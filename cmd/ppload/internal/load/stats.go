@@ -10,8 +10,8 @@ import (
 // statSamples is how many PAgentStat one PAgentStatBatch carries, as both agents send.
 const statSamples = 6
 
-// startStats opens SendAgentStat and sends a batch of 6 samples at once and then every
-// `every`. Real agents wait a full interval before the first batch; ppload sends one at
+// startStats opens SendAgentStat and sends a batch of 6 JVM samples (with two connection
+// pools) and the URI statistics at once and then every `every`. Real agents wait a full interval before the first batch; ppload sends one at
 // the start so short runs exercise the stat path too.
 func (a *agent) startStats(ctx context.Context, every time.Duration) {
 	sctx, cancel := context.WithCancel(a.ctx(ctx))
@@ -26,14 +26,22 @@ func (a *agent) startStats(ctx context.Context, every time.Duration) {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			msg := &pb.PStatMessage{Field: &pb.PStatMessage_AgentStatBatch{AgentStatBatch: statBatch(time.Now(), every)}}
-			if err := stream.Send(msg); err != nil {
-				_, err = stream.CloseAndRecv()
-				a.rec.fail(err, 0)
-				return
+			now := time.Now()
+			for _, m := range []struct {
+				msg  *pb.PStatMessage
+				kind string
+			}{
+				{&pb.PStatMessage{Field: &pb.PStatMessage_AgentStatBatch{AgentStatBatch: statBatch(now, every)}}, msgStatBatch},
+				{&pb.PStatMessage{Field: &pb.PStatMessage_AgentUriStat{AgentUriStat: uriStat(now)}}, msgURIStat},
+			} {
+				if err := stream.Send(m.msg); err != nil {
+					_, err = stream.CloseAndRecv()
+					a.rec.fail(err, 0)
+					return
+				}
+				a.rec.count(msgStatMessage, 1)
+				a.rec.count(m.kind, 1)
 			}
-			a.rec.count(msgStatMessage, 1)
-			a.rec.count(msgStatBatch, 1)
 			select {
 			case <-stop:
 				if _, err := stream.CloseAndRecv(); err != nil {
@@ -71,7 +79,30 @@ func statBatch(now time.Time, every time.Duration) *pb.PAgentStatBatch {
 			TotalThread:    &pb.PTotalThread{TotalThreadCount: 64},
 			LoadedClass:    &pb.PLoadedClass{LoadedClassCount: 12000, UnloadedClassCount: 10},
 			FileDescriptor: &pb.PFileDescriptor{OpenFileDescriptorCount: 180},
+			DataSourceList: &pb.PDataSourceList{DataSource: []*pb.PDataSource{
+				// A write pool and a read pool of one database, as Java services often have.
+				{Id: 1, ServiceTypeCode: hikariCP, DatabaseName: "shop", Url: "jdbc:mysql://db.shop:3306/shop", ActiveConnectionSize: 4, MaxConnectionSize: 20},
+				{Id: 2, ServiceTypeCode: hikariCP, DatabaseName: "shop", Url: "jdbc:mysql://db.shop:3306/shop", ActiveConnectionSize: 1, MaxConnectionSize: 10},
+			}},
 		})
 	}
 	return b
+}
+
+// hikariCP is Pinpoint's serviceType code of the HikariCP connection pool.
+const hikariCP = 6060
+
+// uriStat is the URI statistics of the 30 s window before now, as the Java agent sends them
+// (Pinpoint's 8 histogram buckets: <100, <300, <500, <1000, <3000, <5000, <8000, >=8000 ms).
+func uriStat(now time.Time) *pb.PAgentUriStat {
+	window := now.Add(-30*time.Second).UnixMilli() / 30_000 * 30_000
+	each := func(uri string, total, failed []int32) *pb.PEachUriStat {
+		return &pb.PEachUriStat{Uri: uri, Timestamp: window,
+			TotalHistogram:  &pb.PUriHistogram{Total: 4200, Max: 950, Histogram: total},
+			FailedHistogram: &pb.PUriHistogram{Total: 300, Max: 300, Histogram: failed}}
+	}
+	return &pb.PAgentUriStat{BucketVersion: 0, EachUriStat: []*pb.PEachUriStat{
+		each("/items/{id}", []int32{40, 6, 1, 1, 0, 0, 0, 0}, []int32{1, 0, 1, 0, 0, 0, 0, 0}),
+		each("/checkout", []int32{12, 3, 0, 1, 0, 0, 0, 0}, []int32{0, 0, 0, 0, 0, 0, 0, 0}),
+	}}
 }
