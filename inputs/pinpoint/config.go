@@ -34,6 +34,7 @@ type Config struct {
 
 	Storage          Storage                     `toml:"storage" env:"STORAGE" doc:"Where this input's on-disk cache lives and its cap in MiB (DataKit's option).\nEmpty path = apmkit's shared cache under DATA_DIR/cache. Env: JSON {\"storage\": path, \"capacity\": MB}."`
 	KeepRareResource bool                        `toml:"keep_rare_resource" env:"KEEP_RARE_RESOURCE" doc:"Keep a trace whole when one of its entry spans has a (service, resource) not seen in the last hour\n(resources compared as URL templates: /orders/42 and /orders/43 are one), whatever the sampler says."`
+	HTTPURLTag       string                      `toml:"http_url_tag" env:"HTTP_URL_TAG" doc:"What the http_url tag holds: \"template\" = the URL's template, ids in the path as {id} (/stock/42 ->\n/stock/{id}: one series per route), with the URL as it came in the http_url_raw field when it differs;\n\"raw\" = the URL as it came, as DataKit writes it (one series per id), and no http_url_raw field."`
 	DelMessage       bool                        `toml:"del_message" env:"DEL_MESSAGE" doc:"Drop the message field (the JSON of the original span) from every span: much smaller points."`
 	CloseResource    map[string][]string         `toml:"close_resource" env:"CLOSE_RESOURCE" doc:"Drop whole traces whose root span (the entry span without a parent) has a matching resource:\nservice name (\"*\" = every service) -> regular expressions. Env: JSON {\"service\": [\"regex\", ...]}." example:"\"*\" = [\"^/health$\"]\n\"frontend\" = [\"^/static/.*\"]"`
 	Sampler          Sampler                     `toml:"sampler" doc:"Per-trace sampling: every span of a trace gets the same decision; the hash part agrees on every apmkit replica."`
@@ -60,6 +61,12 @@ type Sampler struct {
 // about 350 MiB with it (TestReceiveBudget in cmd/ppload/faulttest).
 const DefaultReceiveBudgetMB = 128
 
+// Values of http_url_tag.
+const (
+	HTTPURLTagTemplate = "template"
+	HTTPURLTagRaw      = "raw"
+)
+
 // DefaultConfig is the sample's configuration: every agent port on loopback.
 func DefaultConfig() *Config {
 	return &Config{
@@ -76,6 +83,7 @@ func DefaultConfig() *Config {
 		MetadataTTL:          30 * 24 * time.Hour,
 		ChunkWait:            2 * time.Minute,
 		MetadataWait:         5 * time.Second,
+		HTTPURLTag:           HTTPURLTagTemplate,
 		Sampler:              Sampler{SamplingRate: 1},
 		SmartSampler:         pipeline.DefaultSmartSampler(),
 		DecisionWait:         pipeline.DefaultDecisionWait,
@@ -147,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("storage.capacity: %d must be >= 0 (MiB)", c.Storage.Capacity))
+	}
+	if c.HTTPURLTag != HTTPURLTagTemplate && c.HTTPURLTag != HTTPURLTagRaw {
+		errs = append(errs, fmt.Errorf("http_url_tag: %q must be %q or %q", c.HTTPURLTag, HTTPURLTagTemplate, HTTPURLTagRaw))
 	}
 	if c.SmartSampler.SlowThreshold <= 0 {
 		errs = append(errs, fmt.Errorf("smart_sampler.slow_threshold: %s must be > 0", c.SmartSampler.SlowThreshold))

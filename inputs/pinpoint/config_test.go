@@ -123,6 +123,7 @@ func TestInvalidOptions(t *testing.T) {
 		"negative wait":      {conf: "[[inputs.pinpoint]]\nreceive_budget_wait = \"-1s\"\n", want: "receive_budget_wait: -1s must be within"},
 		"too few streams":    {conf: "[[inputs.pinpoint]]\nmax_concurrent_streams = 2\n", want: "max_concurrent_streams: 2 must be within 4.."},
 		"negative conns":     {env: []string{"ENV_INPUT_PINPOINT_MAX_CONNECTIONS=-1"}, want: "max_connections: -1 must be >= 0"},
+		"bad http_url_tag":   {env: []string{"ENV_INPUT_PINPOINT_HTTP_URL_TAG=path"}, want: `http_url_tag: "path" must be "template" or "raw"`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

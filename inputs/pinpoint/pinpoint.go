@@ -152,16 +152,17 @@ func (in *Input) startLimits(host inputs.Host) error {
 // startAssembler starts the stage that rebuilds transactions from spans and chunks.
 func (in *Input) startAssembler(host inputs.Host, store cache.Store) error {
 	asm, err := trace.New(trace.Options{
-		Store:        store,
-		Meta:         in.meta,
-		Types:        in.types,
-		Hostname:     host.Hostname(),
-		ChunkWait:    in.cfg.ChunkWait,
-		MetadataWait: in.cfg.MetadataWait,
-		DelMessage:   in.cfg.DelMessage,
-		Emit:         host.FeedSpan,
-		Metrics:      host.Metrics(),
-		Logger:       in.log,
+		Store:         store,
+		Meta:          in.meta,
+		Types:         in.types,
+		Hostname:      host.Hostname(),
+		ChunkWait:     in.cfg.ChunkWait,
+		MetadataWait:  in.cfg.MetadataWait,
+		DelMessage:    in.cfg.DelMessage,
+		RawHTTPURLTag: in.cfg.HTTPURLTag == HTTPURLTagRaw,
+		Emit:          host.FeedSpan,
+		Metrics:       host.Metrics(),
+		Logger:        in.log,
 	})
 	if err != nil {
 		return fmt.Errorf("pinpoint: %w", err)

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
+	"github.com/apmkit/apmkit/pipeline"
 	"github.com/apmkit/apmkit/point"
 	"github.com/apmkit/apmkit/span"
 )
@@ -146,10 +147,11 @@ func (c *converter) entry(ps *pb.PSpan, rows rowOffsets) {
 		Time: ps.GetStartTime()*nsPerMs + rows.entry(), Kind: span.Entry, Error: ps.GetErr() > 0,
 		SpanID: ps.GetSpanId(), ParentID: entryParentID(ps.GetSpanId(), ps.GetParentSpanId()),
 		ServiceType: st.name, SourceType: st.sourceType, Operation: s.Add(short),
-		HTTPURL: c.tagValue(firstNonEmpty(rpc, ann.url)), HTTPMethod: c.tagValue(ann.method), HTTPStatus: c.tagValue(ann.status),
+		HTTPMethod: c.tagValue(ann.method), HTTPStatus: c.tagValue(ann.status),
 		Resource: c.field(firstNonEmpty(rpc, full)),
 		Start:    ps.GetStartTime() * usPerMs, Duration: int64(ps.GetElapsed()) * usPerMs,
 	})
+	c.httpURL(firstNonEmpty(rpc, ann.url))
 	c.errorFields(ps.GetExceptionInfo(), &ann)
 	pi := ps.GetAcceptEvent().GetParentInfo()
 	c.attr("remote_addr", ps.GetAcceptEvent().GetRemoteAddr())
@@ -174,7 +176,7 @@ func (c *converter) event(e *event, rows rowOffsets) {
 		Time: e.start*nsPerMs + rows.event(e.seq), Kind: kind, Error: ev.GetExceptionInfo() != nil,
 		SpanID: e.id, ParentID: e.parent,
 		ServiceType: st.name, SourceType: st.sourceType, Operation: s.Add(short),
-		HTTPURL: c.tagValue(ann.url), HTTPMethod: c.tagValue(ann.method), HTTPStatus: c.tagValue(ann.status),
+		HTTPMethod: c.tagValue(ann.method), HTTPStatus: c.tagValue(ann.status),
 		Resource: c.field(firstNonEmpty(ann.sql, full)),
 		Start:    e.start * usPerMs, Duration: int64(ev.GetEndElapsed()) * usPerMs,
 	}
@@ -182,6 +184,7 @@ func (c *converter) event(e *event, rows rowOffsets) {
 		out.Endpoint = c.tagValue(msgEv.GetDestinationId())
 	}
 	s.Events = append(s.Events, out)
+	c.httpURL(ann.url)
 	c.errorFields(ev.GetExceptionInfo(), &ann)
 	c.attr("db_sql_bind_values", ann.bind)
 	c.annotationFields(ev.GetAnnotation())
@@ -204,6 +207,30 @@ func (c *converter) tagValue(v string) span.Str {
 	}
 	return c.s.Add(point.CleanTagValue(v))
 }
+
+// httpURL sets the http_url tag of the event being built. By default the tag is the URL's
+// template (pipeline.TemplateURL: /stock/42 -> /stock/{id}), so that it stays a bounded
+// tag, and the URL as it came is the http_url_raw field when it differs; with
+// Options.RawHTTPURLTag the tag is the URL as it came and there is no field.
+func (c *converter) httpURL(u string) {
+	if u == "" {
+		return
+	}
+	e := &c.s.Events[len(c.s.Events)-1]
+	if c.a.opts.RawHTTPURLTag {
+		e.HTTPURL = c.tagValue(u)
+		return
+	}
+	t := pipeline.TemplateURL(u)
+	e.HTTPURL = c.tagValue(t)
+	if t != u {
+		c.attr(FieldHTTPURLRaw, u)
+	}
+}
+
+// FieldHTTPURLRaw is the string field with the URL as it came when the http_url tag is its
+// template.
+const FieldHTTPURLRaw = "http_url_raw"
 
 // field copies a string field value into the arena; invalid UTF-8 (which protobuf
 // decoding already refuses) is repaired rather than costing the point.

@@ -16,7 +16,7 @@ type annotationNames struct{ byCode map[int32]string }
 var reservedFields = []string{
 	"trace_id", "span_id", "parent_id", "resource", "start", "duration", "message",
 	"error_type", "error_message", "error_stack", "db_sql_bind_values",
-	"remote_addr", "parent_application", "acceptor_host",
+	"remote_addr", "parent_application", "acceptor_host", FieldHTTPURLRaw,
 }
 
 func newAnnotationNames(t *servicetype.Table) annotationNames {

@@ -63,6 +63,10 @@ type Options struct {
 	PendingTTL time.Duration
 	// DelMessage leaves out the message field (the JSON of the original span or event).
 	DelMessage bool
+	// RawHTTPURLTag makes the http_url tag the URL as it came (DataKit's tag, unbounded:
+	// one series per id). By default the tag is the URL's template (/stock/42 ->
+	// /stock/{id}) and the URL as it came is the http_url_raw field when it differs.
+	RawHTTPURLTag bool
 	// MaxHeldSpans and MaxHeldBytes cap the spans and chunks held in memory for metadata;
 	// beyond them the oldest are emitted early with placeholders. Defaults 10,000 and
 	// 64 MiB (bytes are an estimate of the held messages' memory).
