@@ -137,8 +137,18 @@ type apmkitProc struct {
 // was taken meanwhile, it starts again on others.
 func startApmkit(t *testing.T, sinkURL string, c ioConf) *apmkitProc {
 	t.Helper()
+	return startApmkitOn(t, sinkURL, c, "")
+}
+
+// startApmkitOn is startApmkit with the data dir at dataDir ("" = in the test's temp dir),
+// e.g. on a small file system of the test's own.
+func startApmkitOn(t *testing.T, sinkURL string, c ioConf, dataDir string) *apmkitProc {
+	t.Helper()
 	dir := t.TempDir()
-	p := &apmkitProc{t: t, dir: dir, confDir: filepath.Join(dir, "conf.d"), dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "apmkit.log")}
+	if dataDir == "" {
+		dataDir = filepath.Join(dir, "data")
+	}
+	p := &apmkitProc{t: t, dir: dir, confDir: filepath.Join(dir, "conf.d"), dataDir: dataDir, logPath: filepath.Join(dir, "apmkit.log")}
 	t.Cleanup(func() {
 		if p.running() {
 			_ = p.cmd.Process.Kill() // our own child, by its pid

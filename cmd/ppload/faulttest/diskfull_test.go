@@ -227,43 +227,6 @@ func checkNoFault(t *testing.T, ap *apmkitProc) {
 	}
 }
 
-// startApmkitOn is startApmkit with the data dir at dataDir (on the test's file system),
-// the config, log and ports as startApmkit has them.
-func startApmkitOn(t *testing.T, sinkURL string, c ioConf, dataDir string) *apmkitProc {
-	t.Helper()
-	dir := t.TempDir()
-	p := &apmkitProc{t: t, dir: dir, confDir: filepath.Join(dir, "conf.d"), dataDir: dataDir, logPath: filepath.Join(dir, "apmkit.log")}
-	t.Cleanup(func() {
-		if p.running() {
-			_ = p.cmd.Process.Kill() // our own child, by its pid
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("apmkit log (last lines of %s):\n%s", p.logPath, tail(p.logPath, 60))
-		}
-	})
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		if p.grpcAddr, err = freePort(); err != nil {
-			t.Fatal(err)
-		}
-		if p.apiAddr, err = freePort(); err != nil {
-			t.Fatal(err)
-		}
-		if err = p.writeConf(sinkURL, c); err != nil {
-			t.Fatal(err)
-		}
-		if err = p.launch(); err == nil {
-			return p
-		}
-		if !strings.Contains(tail(p.logPath, 20), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("apmkit did not start: %v\n%s", err, tail(p.logPath, 40))
-	return nil
-}
-
 // startSinkOn is startSink listening on addr: the output's address that had nothing
 // listening until now.
 func startSinkOn(t *testing.T, addr string) *sink {
