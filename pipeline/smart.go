@@ -11,12 +11,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/apmkit/apmkit/internal/urltemplate"
 )
 
 // SmartSamplerConfig is [inputs.<name>.smart_sampler]: the "intelligent sampling" policy.
 // When enabled it replaces sampler.sampling_rate.
 //
-// Every trace is counted against its URL: the service and URL template (TemplateURL) of its
+// Every trace is counted against its URL: the service and URL template (urltemplate.Template) of its
 // root span (the entry span without a parent; when the root did not come within the
 // decision wait, the entry span that started first). Each minute a URL is classed by the
 // previous minute: `error` if a trace of it had an error, else `slow` if one took at least
@@ -138,7 +140,7 @@ func newSmartSampler(cfg SmartSamplerConfig, now func() time.Time, cpu CPUMeter,
 // bucket. service and resource are the root's, durationUs its duration. A forced trace
 // (kept for another reason) is counted for the classes and uses no quota.
 func (s *smartSampler) decide(service, resource string, hasError bool, durationUs int64, forced bool) bool {
-	key := service + " " + TemplateURL(resource)
+	key := service + " " + urltemplate.Template(resource)
 	if len(key) > smartMaxKey {
 		key = key[:smartMaxKey]
 	}

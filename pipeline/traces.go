@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 
+	"github.com/apmkit/apmkit/internal/splitmix"
+	"github.com/apmkit/apmkit/internal/urltemplate"
 	"github.com/apmkit/apmkit/span"
 )
 
@@ -118,7 +120,7 @@ func (p *Pipeline) decide(t *traceView) decision {
 	rare := false
 	if p.rare != nil {
 		for _, s := range t.spans { // every entry is a sighting, also once one was rare
-			if e := s.Entry(); e != nil && p.rare.firstSeen(s.Service, TemplateURL(s.String(e.Resource))) {
+			if e := s.Entry(); e != nil && p.rare.firstSeen(s.Service, urltemplate.Template(s.String(e.Resource))) {
 				rare = true
 			}
 		}
@@ -164,17 +166,7 @@ func traceHash(traceID string) uint64 {
 		h ^= uint64(traceID[i])
 		h *= prime
 	}
-	return mix64(h)
-}
-
-// mix64 is splitmix64's finalizer.
-func mix64(h uint64) uint64 {
-	h ^= h >> 30
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 27
-	h *= 0x94d049bb133111eb
-	h ^= h >> 31
-	return h
+	return splitmix.Mix64(h)
 }
 
 // KeptByRate reports whether sampling_rate keeps a trace by its hash alone: the top 53 bits

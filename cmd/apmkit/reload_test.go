@@ -140,12 +140,8 @@ func TestReloadKeepsDataAndRefusesInvalidConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	reloads := make(chan struct{})
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, reloads, load, cfg, logs) }()
+	sv := startServe(t, load, cfg)
+	reloads, logs := sv.reloads, sv.logs
 	running := func(n int) func() bool {
 		return func() bool { return strings.Count(logs.String(), "apmkit is running") >= n }
 	}
@@ -175,10 +171,7 @@ func TestReloadKeepsDataAndRefusesInvalidConfig(t *testing.T) {
 	if n := countLines(t, out1, "conf=one"); n != 50 {
 		t.Fatalf("out1: %d points tagged conf=one", n)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("serve: %v\n%s", err, logs.String())
-	}
+	sv.stop()
 	if n := countLines(t, out2, "gen=c"); n != 7 || countLines(t, out2, "conf=two") != 7 {
 		t.Fatalf("out2 has %d of the 7 points of the new config; log:\n%s", n, logs.String())
 	}
@@ -207,12 +200,8 @@ func TestReloadFailedStartKeepsPrevious(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	reloads := make(chan struct{})
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, reloads, load, cfg, logs) }()
+	sv := startServe(t, load, cfg)
+	reloads, logs := sv.reloads, sv.logs
 	waitFor(t, "the first agent", func() bool { return strings.Count(logs.String(), "apmkit is running") == 1 }, logs)
 	bad = true
 	reloads <- struct{}{}
@@ -220,8 +209,32 @@ func TestReloadFailedStartKeepsPrevious(t *testing.T) {
 	if !strings.Contains(logs.String(), "failed to start; starting the previous one again") {
 		t.Fatalf("log:\n%s", logs.String())
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	sv.stop()
+}
+
+// served is serve running in the test's goroutine: reloads, its log, stop.
+type served struct {
+	t       *testing.T
+	reloads chan struct{}
+	logs    *syncBuffer
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func startServe(t *testing.T, load func() (*config.Config, error), cfg *config.Config) *served {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sv := &served{t: t, reloads: make(chan struct{}), logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { sv.done <- serve(ctx, sv.reloads, load, cfg, sv.logs) }()
+	t.Cleanup(cancel)
+	return sv
+}
+
+// stop ends serve as SIGTERM does and fails the test on an error.
+func (sv *served) stop() {
+	sv.t.Helper()
+	sv.cancel()
+	if err := <-sv.done; err != nil {
+		sv.t.Fatalf("serve: %v\n%s", err, sv.logs.String())
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
-	"github.com/apmkit/apmkit/pipeline"
+	"github.com/apmkit/apmkit/internal/urltemplate"
 	"github.com/apmkit/apmkit/point"
 	"github.com/apmkit/apmkit/span"
 )
@@ -209,7 +209,7 @@ func (c *converter) tagValue(v string) span.Str {
 }
 
 // httpURL sets the http_url tag of the event being built. By default the tag is the URL's
-// template (pipeline.TemplateURL: /stock/42 -> /stock/{id}), so that it stays a bounded
+// template (urltemplate.Template: /stock/42 -> /stock/{id}), so that it stays a bounded
 // tag, and the URL as it came is the http_url_raw field when it differs; with
 // Options.RawHTTPURLTag the tag is the URL as it came and there is no field.
 func (c *converter) httpURL(u string) {
@@ -221,7 +221,7 @@ func (c *converter) httpURL(u string) {
 		e.HTTPURL = c.tagValue(u)
 		return
 	}
-	t := pipeline.TemplateURL(u)
+	t := urltemplate.Template(u)
 	e.HTTPURL = c.tagValue(t)
 	if t != u {
 		c.attr(FieldHTTPURLRaw, u)

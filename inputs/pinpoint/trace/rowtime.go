@@ -1,5 +1,7 @@
 package trace
 
+import "github.com/apmkit/apmkit/internal/splitmix"
+
 // Row timestamps. InfluxDB (and every store built like it: DataWay, VictoriaMetrics) keeps
 // one row per measurement + tag set + timestamp: a second point with the same three
 // replaces the first. Pinpoint times are whole milliseconds and span points carry no
@@ -41,8 +43,8 @@ func newRowOffsets(k spanKey) rowOffsets {
 	tx := newIDHash().str(k.txAgent).int(k.txStart).id()
 	span := newIDHash().int(k.spanID).int(int64(k.asyncID)).int(int64(k.asyncSeq)).id()
 	return rowOffsets{
-		base:  rowSlots * mod(k.txSeq+int64(mix64(uint64(tx))%rowSlots), rowSlots),
-		shift: int64(mix64(uint64(span)) % rowSlots),
+		base:  rowSlots * mod(k.txSeq+int64(splitmix.Mix64(uint64(tx))%rowSlots), rowSlots),
+		shift: int64(splitmix.Mix64(uint64(span)) % rowSlots),
 	}
 }
 
@@ -57,15 +59,4 @@ func mod(v, m int64) int64 {
 		v += m
 	}
 	return v
-}
-
-// mix64 is splitmix64's finalizer: every input bit flips about half of the output bits, so
-// the low digits taken above are well spread even for inputs that differ in one bit.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }

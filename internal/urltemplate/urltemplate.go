@@ -1,11 +1,14 @@
-package pipeline
+// Package urltemplate turns URLs into route templates (ids become {id}), so that a tag or a
+// per-URL table stays bounded: the smart sampler counts by template, and the http_url tag
+// holds one.
+package urltemplate
 
 import "strings"
 
-// IDSegment is what TemplateURL puts in place of an id.
+// IDSegment is what Template puts in place of an id.
 const IDSegment = "{id}"
 
-// TemplateURL returns the template of a URL or path, so that the requests of one route
+// Template returns the template of a URL or path, so that the requests of one route
 // count as one: the query (?...), the fragment (#...) and matrix parameters (;jsessionid=...)
 // are cut, and every path segment that is an id becomes {id}. An id is a decimal number, a
 // UUID (8-4-4-4-12 hex digits, or 32 hex digits), or a hex id: at least 8 hex digits with at
@@ -13,7 +16,7 @@ const IDSegment = "{id}"
 // "accepted" stays). So /orders/1340cbae-5c4e-4a8b-9d3e-2f1a0b9c8d7e?x=1 and /stock/42
 // become /orders/{id} and /stock/{id}. Anything else stays as it is, a scheme and host
 // included (http://shop:8080/orders/7 -> http://shop:8080/orders/{id}).
-func TemplateURL(u string) string {
+func Template(u string) string {
 	if i := strings.IndexAny(u, "?#"); i >= 0 {
 		u = u[:i]
 	}

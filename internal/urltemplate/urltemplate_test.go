@@ -1,8 +1,8 @@
-package pipeline
+package urltemplate
 
 import "testing"
 
-func TestTemplateURL(t *testing.T) {
+func TestTemplate(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"/orders/1340cbae-5c4e-4a8b-9d3e-2f1a0b9c8d7e", "/orders/{id}"},
 		{"/orders/1340CBAE-5C4E-4A8B-9D3E-2F1A0B9C8D7E/items", "/orders/{id}/items"},
@@ -32,15 +32,15 @@ func TestTemplateURL(t *testing.T) {
 		{"Tomcat Servlet Process", "Tomcat Servlet Process"},
 		{"/pkg.Service/Method2", "/pkg.Service/Method2"},
 	} {
-		if got := TemplateURL(c.in); got != c.want {
-			t.Errorf("TemplateURL(%q) = %q, want %q", c.in, got, c.want)
+		if got := Template(c.in); got != c.want {
+			t.Errorf("Template(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
 
-func BenchmarkTemplateURL(b *testing.B) {
+func BenchmarkTemplate(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		TemplateURL("/orders/1340cbae-5c4e-4a8b-9d3e-2f1a0b9c8d7e/items/42?x=1")
+		Template("/orders/1340cbae-5c4e-4a8b-9d3e-2f1a0b9c8d7e/items/42?x=1")
 	}
 }
