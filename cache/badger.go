@@ -244,6 +244,9 @@ func gcInterval(cfg Config) time.Duration {
 // Namespace implements Backend.
 func (db *DB) Namespace(name string) Store { return newNamespace(db, name) }
 
+// MoveNamespace moves every live key of namespace from into namespace to (see Backend).
+func (db *DB) MoveNamespace(from, to string) (int, error) { return moveNamespace(db, from, to) }
+
 // SizeBytes is the database's disk usage as the capacity cap sees it: the last measurement of
 // the directory (at most a second old when called often) plus an estimate of what was written
 // since. See diskUsage. In StateMemory it is the in-memory store's size.
@@ -446,6 +449,15 @@ func expiresAt(now time.Time, ttl time.Duration) uint64 {
 	return uint64(secs)
 }
 
+// timeLeft is the time an entry expiring at badger's ExpiresAt (Unix seconds; 0 = never)
+// has left to live, at least a second: a live entry is not handed on as expired.
+func timeLeft(expiresAt uint64) time.Duration {
+	if expiresAt == 0 {
+		return 0
+	}
+	return max(time.Until(time.Unix(int64(expiresAt), 0)), time.Second)
+}
+
 func (db *DB) deleteFull(key []byte) error {
 	if !db.gate.enter() {
 		return ErrClosed
@@ -470,7 +482,7 @@ func (db *DB) deleteFull(key []byte) error {
 	return nil
 }
 
-func (db *DB) scanFull(prefix []byte, strip int, fn func(key, val []byte) error) error {
+func (db *DB) scanFull(prefix []byte, strip int, fn func(key, val []byte, ttl time.Duration) error) error {
 	if !db.gate.enter() {
 		return ErrClosed
 	}
@@ -493,7 +505,7 @@ func (db *DB) scanFull(prefix []byte, strip int, fn func(key, val []byte) error)
 			if val, err = item.ValueCopy(val[:0]); err != nil {
 				return fmt.Errorf("cache: scan: read value: %w", err)
 			}
-			if err := fn(item.Key()[strip:], val); err != nil {
+			if err := fn(item.Key()[strip:], val, timeLeft(item.ExpiresAt())); err != nil {
 				return err // the caller's error, unwrapped
 			}
 		}

@@ -35,6 +35,10 @@ type Backend interface {
 	// Scan passes keys without the namespace. Its Close is a no-op (the Backend owns the
 	// resources); after the Backend is closed every call on it returns ErrClosed.
 	Namespace(name string) Store
+	// MoveNamespace moves every live key of namespace from into namespace to, keeping the
+	// time each has left to live and overwriting keys of the same name in to; it returns
+	// how many keys it moved. It hands state kept under an old name to its new owner.
+	MoveNamespace(from, to string) (int, error)
 	// SizeBytes is the size the capacity cap is checked against (see each implementation).
 	SizeBytes() int64
 }

@@ -56,6 +56,9 @@ func NewMemory(cfg Config, opts ...MemoryOption) *Memory {
 // Namespace implements Backend.
 func (m *Memory) Namespace(name string) Store { return newNamespace(m, name) }
 
+// MoveNamespace moves every live key of namespace from into namespace to (see Backend).
+func (m *Memory) MoveNamespace(from, to string) (int, error) { return moveNamespace(m, from, to) }
+
 // SizeBytes is the sum of the stored keys and values, the number the cap is checked against.
 func (m *Memory) SizeBytes() int64 {
 	m.mu.RLock()
@@ -188,27 +191,31 @@ func (m *Memory) deleteFull(key []byte) error {
 	return nil
 }
 
-func (m *Memory) scanFull(prefix []byte, strip int, fn func(key, val []byte) error) error {
-	snapshot, err := m.live(string(prefix))
+func (m *Memory) scanFull(prefix []byte, strip int, fn func(key, val []byte, ttl time.Duration) error) error {
+	snapshot, now, err := m.live(string(prefix))
 	if err != nil {
 		return err
 	}
 	// fn runs without the lock, so it may call back into the store, as it may with badger.
 	for _, e := range snapshot {
-		if err := fn([]byte(e.key[strip:]), bytes.Clone(e.val)); err != nil {
+		var ttl time.Duration
+		if !e.expires.IsZero() {
+			ttl = e.expires.Sub(now)
+		}
+		if err := fn([]byte(e.key[strip:]), bytes.Clone(e.val), ttl); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// live returns the live entries with the prefix, in key order. Entries are values whose val is
-// never modified in place, so the copy is a consistent snapshot.
-func (m *Memory) live(prefix string) ([]memEntry, error) {
+// live returns the live entries with the prefix, in key order, and the time it looked.
+// Entries are values whose val is never modified in place, so the copy is a consistent snapshot.
+func (m *Memory) live(prefix string) ([]memEntry, time.Time, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.closed {
-		return nil, ErrClosed
+		return nil, time.Time{}, ErrClosed
 	}
 	now := m.now()
 	var out []memEntry
@@ -218,7 +225,7 @@ func (m *Memory) live(prefix string) ([]memEntry, error) {
 			out = append(out, m.entries[i])
 		}
 	}
-	return out, nil
+	return out, now, nil
 }
 
 // each calls fn with every live entry in key order, with its expiry (zero: none). It is for

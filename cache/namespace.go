@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -12,8 +13,9 @@ type keyspace interface {
 	getFull(key []byte) ([]byte, error)
 	setFull(key, val []byte, ttl time.Duration) error
 	deleteFull(key []byte) error
-	// scanFull calls fn with each key minus its first strip bytes (the namespace prefix).
-	scanFull(prefix []byte, strip int, fn func(key, val []byte) error) error
+	// scanFull calls fn with each key minus its first strip bytes (the namespace prefix) and
+	// the time the key has left to live (0: no TTL).
+	scanFull(prefix []byte, strip int, fn func(key, val []byte, ttl time.Duration) error) error
 	isClosed() bool
 }
 
@@ -77,7 +79,7 @@ func (n namespace) Delete(key []byte) error {
 func (n namespace) Scan(prefix []byte, fn func(key, val []byte) error) error {
 	// prefix may be empty (scan the whole namespace), so it skips fullKey's checks.
 	full := append(append(make([]byte, 0, len(n.prefix)+len(prefix)), n.prefix...), prefix...)
-	err := n.ks.scanFull(full, len(n.prefix), fn)
+	err := n.ks.scanFull(full, len(n.prefix), func(key, val []byte, _ time.Duration) error { return fn(key, val) })
 	if errors.Is(err, ErrStopScan) {
 		return nil
 	}
@@ -90,4 +92,23 @@ func (n namespace) Close() error {
 		return ErrClosed
 	}
 	return nil
+}
+
+// moveNamespace moves every live key of namespace from into namespace to, with the time it
+// has left to live, overwriting keys of the same name there. It returns how many it moved.
+// It is for handing state kept under an old namespace name to its new owner.
+func moveNamespace(ks keyspace, from, to string) (int, error) {
+	src, dst := newNamespace(ks, from), newNamespace(ks, to)
+	moved := 0
+	err := ks.scanFull(src.prefix, len(src.prefix), func(key, val []byte, ttl time.Duration) error {
+		if err := dst.Set(key, val, ttl); err != nil {
+			return err
+		}
+		moved++
+		return src.Delete(key)
+	})
+	if err != nil {
+		return moved, fmt.Errorf("cache: move namespace %q to %q: %w", from, to, err)
+	}
+	return moved, nil
 }

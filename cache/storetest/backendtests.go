@@ -47,6 +47,39 @@ func testNamespaces(t *testing.T, h Harness) {
 	wantValue(t, b, "k", "root")
 }
 
+// testMoveNamespace moves a namespace with keys with and without TTLs onto one that has
+// keys of its own: every key arrives once, overwriting its namespace, TTLs keep running,
+// and the source is left empty while its neighbours are untouched.
+func testMoveNamespace(t *testing.T, h Harness) {
+	inst := h.open(t, cache.Config{})
+	b := inst.Backend
+	from, to, near := b.Namespace("old"), b.Namespace("old@new"), b.Namespace("ol")
+	mustSet(t, from, "a", "from a", 0)
+	mustSet(t, from, "b", "from b", time.Hour)
+	mustSet(t, from, "short", "expires", time.Second)
+	mustSet(t, to, "a", "to a", 0)
+	mustSet(t, to, "c", "to c", 0)
+	mustSet(t, near, "dx", "neighbour", 0)
+
+	moved, err := b.MoveNamespace("old", "old@new")
+	if err != nil || moved != 3 {
+		t.Fatalf("MoveNamespace = %d, %v; want 3 keys moved", moved, err)
+	}
+	wantScan(t, from, "", nil)
+	wantScan(t, near, "", []kv{{"dx", "neighbour"}})
+	wantScan(t, to, "", []kv{{"a", "from a"}, {"b", "from b"}, {"c", "to c"}, {"short", "expires"}})
+	if inst.Advance != nil {
+		inst.Advance(time.Second)
+		wantAbsent(t, to, "short")
+	} else {
+		waitAbsent(t, to, "short") // its TTL moved with it
+	}
+	wantValue(t, to, "b", "from b")
+	if moved, err := b.MoveNamespace("old", "old@new"); err != nil || moved != 0 {
+		t.Fatalf("second MoveNamespace = %d, %v; want nothing left to move", moved, err)
+	}
+}
+
 // capacityTestValue is the size of each value written to fill a 1 MiB cache.
 const capacityTestValue = 4 << 10
 

@@ -36,7 +36,7 @@ type Instance struct {
 const ExpiryDeadline = 10 * time.Second
 
 // Run runs the whole suite: the map semantics on the root keyspace and on a namespace, then
-// namespace isolation, capacity, concurrency and Close.
+// namespace isolation and moves, capacity, concurrency and Close.
 func Run(t *testing.T, h Harness) {
 	t.Run("Root", func(t *testing.T) {
 		runMap(t, func(t *testing.T) (cache.Store, Instance) {
@@ -51,6 +51,7 @@ func Run(t *testing.T, h Harness) {
 		})
 	})
 	t.Run("NamespacesIsolated", func(t *testing.T) { testNamespaces(t, h) })
+	t.Run("MoveNamespace", func(t *testing.T) { testMoveNamespace(t, h) })
 	t.Run("Capacity", func(t *testing.T) { testCapacity(t, h) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, h) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, h) })
