@@ -206,7 +206,7 @@ func (c *Config) loadInputs(confDir string, env map[string]string) error {
 	if err := checkInputEnvNames(env); err != nil {
 		return err
 	}
-	return c.checkAddresses()
+	return errors.Join(c.checkAddresses(), c.checkAliases())
 }
 
 // inputFiles lists conf.d/**/*.conf except the main file, sorted, so the instance order
@@ -295,6 +295,26 @@ func (c *Config) checkAddresses() error {
 			}
 			uses = append(uses, u)
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkAliases refuses two instances of one plugin with the same alias (by default their
+// address): they would share, and clobber, each other's cache state.
+func (c *Config) checkAliases() error {
+	seen := map[[2]string]string{} // plugin, alias -> the first instance's source
+	var errs []error
+	for _, in := range c.Inputs {
+		a, ok := in.Config.(inputs.Aliaser)
+		if !ok {
+			continue
+		}
+		key := [2]string{in.Plugin, a.InstanceAlias()}
+		if first, dup := seen[key]; dup {
+			errs = append(errs, fmt.Errorf("two [[inputs.%s]] instances have the alias %q (%s and %s): their cache state would mix; give each its own alias", in.Plugin, key[1], first, in.Source))
+			continue
+		}
+		seen[key] = in.Source
 	}
 	return errors.Join(errs...)
 }

@@ -103,11 +103,10 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 	if err := in.startLimits(host); err != nil {
 		return err
 	}
-	namespace, err := in.openStore(host)
+	store, traceStore, err := in.openStores(host)
 	if err != nil {
 		return err
 	}
-	store := namespace(cacheNamespace)
 	in.meta, err = meta.NewStore(store, meta.Options{TTL: in.cfg.MetadataTTL, OnPut: in.metadataArrived})
 	if err != nil {
 		return err
@@ -120,7 +119,7 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 		in.log.Warn("pinpoint: decode_only is set: messages are decoded and counted, then dropped")
 	} else {
 		in.stats = &statSink{conv: stats.NewConverter(in.meta, in.types), feed: host.Feed, counters: in.counters}
-		if err := in.startAssembler(host, namespace(traceNamespace)); err != nil {
+		if err := in.startAssembler(host, traceStore); err != nil {
 			return err
 		}
 	}
@@ -182,11 +181,19 @@ func (in *Input) metadataArrived(agent meta.AgentKey) {
 	}
 }
 
-// openStore returns the input's cache namespaces: of its own badger DB when [storage]
-// path is set (DataKit's option), else of apmkit's shared cache.
-func (in *Input) openStore(host inputs.Host) (func(name string) cache.Store, error) {
+// openStores returns the input's two cache namespaces (agent info, metadata and the
+// serviceType table; the assembler's pending chunks and held spans): of its own badger DB
+// when [storage] path is set (DataKit's option), else of apmkit's cache, where the host
+// keeps them apart from other instances'.
+func (in *Input) openStores(host inputs.Host) (store, traceStore cache.Store, err error) {
 	if in.cfg.Storage.Path == "" {
-		return host.Store, nil
+		if store, err = host.Store(cacheNamespace); err != nil {
+			return nil, nil, fmt.Errorf("pinpoint: %w", err)
+		}
+		if traceStore, err = host.Store(traceNamespace); err != nil {
+			return nil, nil, fmt.Errorf("pinpoint: %w", err)
+		}
+		return store, traceStore, nil
 	}
 	dir := in.cfg.Storage.Path
 	if !filepath.IsAbs(dir) {
@@ -196,10 +203,10 @@ func (in *Input) openStore(host inputs.Host) (func(name string) cache.Store, err
 	cfg.CapacityMB = in.cfg.Storage.Capacity
 	db, err := cache.OpenBadger(dir, cfg, in.log.With("component", "pinpoint-storage"))
 	if err != nil {
-		return nil, fmt.Errorf("pinpoint: storage: %w", err)
+		return nil, nil, fmt.Errorf("pinpoint: storage: %w", err)
 	}
 	in.ownDB = db
-	return db.Namespace, nil
+	return db.Namespace(cacheNamespace), db.Namespace(traceNamespace), nil
 }
 
 // listen binds address, stat_address and span_address; the same server serves all.

@@ -40,7 +40,8 @@ type Agent struct {
 // runningInput is one started input instance.
 type runningInput struct {
 	plugin   string
-	instance int
+	instance int    // position among the plugin's instances, from 1
+	alias    string // stable identity: the config's InstanceAlias, else "#" + instance
 	source   string
 	input    inputs.Input
 	pipe     *pipeline.Pipeline
@@ -100,6 +101,15 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// instanceAlias is the instance's stable identity: what its config says (inputs.Aliaser),
+// else its position.
+func instanceAlias(cfg inputs.Config, instance int) string {
+	if a, ok := cfg.(inputs.Aliaser); ok && a.InstanceAlias() != "" {
+		return a.InstanceAlias()
+	}
+	return fmt.Sprintf("#%d", instance)
+}
+
 func (a *Agent) startInputs(ctx context.Context) error {
 	count := map[string]int{}
 	for _, inst := range a.cfg.Inputs {
@@ -109,7 +119,7 @@ func (a *Agent) startInputs(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", inst.Source, err)
 		}
-		ri := &runningInput{plugin: inst.Plugin, instance: count[inst.Plugin], source: inst.Source, input: in}
+		ri := &runningInput{plugin: inst.Plugin, instance: count[inst.Plugin], alias: instanceAlias(inst.Config, count[inst.Plugin]), source: inst.Source, input: in}
 		h, err := a.newHost(ri, inst.Config)
 		if err != nil {
 			return fmt.Errorf("%s: %w", inst.Source, err)
@@ -121,7 +131,7 @@ func (a *Agent) startInputs(ctx context.Context) error {
 			return fmt.Errorf("input %s (%s) failed to start: %w", inst.Plugin, inst.Source, err)
 		}
 		a.inputs = append(a.inputs, ri)
-		a.log.Info("input started", "input", inst.Plugin, "instance", ri.instance, "from", inst.Source)
+		a.log.Info("input started", "input", inst.Plugin, "instance", ri.instance, "alias", ri.alias, "from", inst.Source)
 	}
 	if len(a.inputs) == 0 {
 		a.log.Warn("no input is enabled: copy a sample from conf.d or set " + config.EnvDefaultEnabledInputs)
@@ -189,6 +199,7 @@ func (a *Agent) APIAddr() string {
 // host is what one input instance sees of the agent.
 type host struct {
 	agent *Agent
+	alias string
 	pipe  *pipeline.Pipeline
 	log   *slog.Logger
 	reg   prometheus.Registerer
@@ -209,8 +220,9 @@ func (a *Agent) newHost(ri *runningInput, cfg inputs.Config) (*host, error) {
 	}
 	return &host{
 		agent: a,
+		alias: ri.alias,
 		pipe:  pipe,
-		log:   a.log.With("input", ri.plugin, "instance", ri.instance),
+		log:   a.log.With("input", ri.plugin, "instance", ri.instance, "alias", ri.alias),
 		reg:   reg,
 	}, nil
 }
@@ -229,11 +241,26 @@ func (h *host) FeedSpan(ctx context.Context, s *span.Span) error {
 	return h.pipe.ProcessSpan(ctx, s)
 }
 
-func (h *host) Store(namespace string) cache.Store { return h.agent.db.Namespace(namespace) }
-func (h *host) Logger() *slog.Logger               { return h.log }
-func (h *host) Metrics() prometheus.Registerer     { return h.reg }
-func (h *host) DataDir() string                    { return h.agent.cfg.Main.DataDir }
-func (h *host) Hostname() string                   { return h.agent.hostname }
+// Store returns the instance's own namespace, "<namespace>@<alias>". Versions before
+// aliases kept every instance's keys in "<namespace>" itself: what is left there moves to
+// the first instance that opens the namespace (the first in the config), which holds all
+// of it when it was the only one.
+func (h *host) Store(namespace string) (cache.Store, error) {
+	scoped := namespace + "@" + h.alias
+	moved, err := h.agent.db.MoveNamespace(namespace, scoped)
+	if err != nil {
+		return nil, err
+	}
+	if moved > 0 {
+		h.log.Info("cache: state of an earlier version moved to this instance", "from", namespace, "to", scoped, "keys", moved)
+	}
+	return h.agent.db.Namespace(scoped), nil
+}
+
+func (h *host) Logger() *slog.Logger           { return h.log }
+func (h *host) Metrics() prometheus.Registerer { return h.reg }
+func (h *host) DataDir() string                { return h.agent.cfg.Main.DataDir }
+func (h *host) Hostname() string               { return h.agent.hostname }
 
 // closeWithin gives close until ctx ends. badger retries a failed memtable flush forever
 // (e.g. when the data dir was removed under a running apmkit); a stop must still end.

@@ -104,6 +104,7 @@ func (a *Agent) ping() Ping {
 type InputStats struct {
 	Input    string         `json:"input"`
 	Instance int            `json:"instance"`
+	Alias    string         `json:"alias"`
 	Source   string         `json:"source"`
 	Stats    any            `json:"stats,omitempty"`
 	Pipeline pipeline.Stats `json:"pipeline"`
@@ -126,7 +127,7 @@ func (a *Agent) handleStats(w http.ResponseWriter, _ *http.Request) {
 func (a *Agent) Stats() Stats {
 	st := Stats{Ping: a.ping(), Inputs: []InputStats{}}
 	for _, ri := range a.inputs {
-		is := InputStats{Input: ri.plugin, Instance: ri.instance, Source: ri.source, Pipeline: ri.pipe.Stats()}
+		is := InputStats{Input: ri.plugin, Instance: ri.instance, Alias: ri.alias, Source: ri.source, Pipeline: ri.pipe.Stats()}
 		if r, ok := ri.input.(inputs.StatsReporter); ok {
 			is.Stats = r.Stats()
 		}
