@@ -43,6 +43,27 @@ type Backend interface {
 	SizeBytes() int64
 }
 
+// Shared is implemented by the namespaces of a backend that several apmkit replicas use at
+// once (Redis). Work that must happen exactly once across replicas (emitting a waiting
+// chunk, deciding a trace) is claimed with its atomic operations, and replicas wake each
+// other through its channels instead of polling.
+type Shared interface {
+	Store
+	// Take deletes key and returns its value (nil when absent or expired), atomically: of
+	// several replicas taking one key at once, exactly one gets the value.
+	Take(key []byte) ([]byte, error)
+	// SetIfAbsent stores val with ttl unless key holds a value. It returns the value key
+	// holds after the call and whether that is val, stored by this call.
+	SetIfAbsent(key, val []byte, ttl time.Duration) (current []byte, stored bool, err error)
+	// Publish sends msg to every subscriber of the channel (of this namespace), on every
+	// replica, this one included. Delivery is best effort: a replica that is not connected
+	// misses it.
+	Publish(channel string, msg []byte) error
+	// Subscribe calls fn with each message published to the channel until stop is called.
+	// fn runs in one goroutine of the subscription, in order, and must not block long.
+	Subscribe(channel string, fn func(msg []byte)) (stop func(), err error)
+}
+
 // Both implementations are Backends.
 var (
 	_ Backend = (*DB)(nil)

@@ -64,6 +64,7 @@ type Input struct {
 	asm         atomic.Pointer[trace.Assembler]
 	stats       StatConsumer
 	panicLogged sync.Map // method -> true
+	unsubscribe func()   // from other replicas' metadata news (shared cache only)
 
 	srv       *grpc.Server
 	listeners []string
@@ -107,7 +108,13 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 	if err != nil {
 		return err
 	}
-	in.meta, err = meta.NewStore(store, meta.Options{TTL: in.cfg.MetadataTTL, OnPut: in.metadataArrived})
+	mopts := meta.Options{TTL: in.cfg.MetadataTTL, OnPut: in.metadataArrived}
+	if shared, ok := store.(cache.Shared); ok {
+		if err := in.shareMetadata(shared, &mopts); err != nil {
+			return err
+		}
+	}
+	in.meta, err = meta.NewStore(store, mopts)
 	if err != nil {
 		return err
 	}
@@ -171,6 +178,31 @@ func (in *Input) startAssembler(host inputs.Host, store cache.Store) error {
 	}
 	in.asm.Store(asm)
 	in.spans = asm
+	return nil
+}
+
+// metadataChannel is where replicas sharing a cache announce new metadata of an agent run
+// (message: AgentKey.String()).
+const metadataChannel = "metadata"
+
+// shareMetadata wires metadata news between replicas sharing the cache: this one announces
+// what it stored, and spans held here for metadata another replica received are woken
+// by its announcement, within metadata_wait and without polling.
+func (in *Input) shareMetadata(shared cache.Shared, opts *meta.Options) error {
+	opts.OnStored = func(agent meta.AgentKey) {
+		// A failure is the cache's to count; spans held elsewhere then go out at
+		// metadata_wait, or at their replica's next metadata wake-up.
+		_ = shared.Publish(metadataChannel, []byte(agent.String()))
+	}
+	stop, err := shared.Subscribe(metadataChannel, func(msg []byte) {
+		if agent, ok := meta.ParseAgentKey(string(msg)); ok {
+			in.metadataArrived(agent)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("pinpoint: subscribe to metadata news: %w", err)
+	}
+	in.unsubscribe = stop
 	return nil
 }
 
@@ -306,6 +338,10 @@ func (in *Input) closeLocked(ctx context.Context) error {
 	}
 	in.serving.Wait()
 	in.readers.Wait() // their streams ended with the server
+	if in.unsubscribe != nil {
+		in.unsubscribe()
+		in.unsubscribe = nil
+	}
 	if in.meta != nil {
 		in.meta.Stop()
 	}

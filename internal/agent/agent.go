@@ -214,7 +214,10 @@ func (a *Agent) newHost(ri *runningInput, cfg inputs.Config) (*host, error) {
 	labels := prometheus.Labels{"input": ri.plugin, "instance": fmt.Sprint(ri.instance)}
 	reg := prometheus.WrapRegistererWith(labels, a.reg)
 	// Kept spans go to the uploader: from FeedSpan, or later, once their trace is decided.
-	pipe, err := pipeline.New(pc, pipeline.Options{Metrics: reg, Emit: a.uploader.FeedSpan})
+	opts := pipeline.Options{Metrics: reg, Emit: a.uploader.FeedSpan}
+	// Replicas sharing the cache follow each other's trace decisions.
+	opts.Decisions, _ = a.db.Namespace("pipeline@" + ri.alias).(cache.Shared)
+	pipe, err := pipeline.New(pc, opts)
 	if err != nil {
 		return nil, err
 	}
