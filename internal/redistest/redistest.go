@@ -1,0 +1,352 @@
+// Package redistest runs a real redis-server (Debian's `redis-server` package) for tests: on
+// a free loopback port, with its files in the test's temp dir, without persistence unless
+// asked, killed when the test ends. Stop and Restart take Redis away and bring it back on the
+// same address, as an outage does; Pause makes it slow. Tests of what lands in Redis read it
+// back with Client instead of trusting what was sent.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+)
+
+// Options change how redis-server runs.
+type Options struct {
+	// Persist turns the append-only file on, fsynced at every write, so what Redis took
+	// before Stop (a kill -9) is there again after Restart. Without it Redis restarts empty.
+	Persist bool
+	// Password sets requirepass: clients must authenticate.
+	Password string
+	// Cluster runs Redis as a one-node cluster owning every hash slot. It refuses commands
+	// and scripts that touch keys of several slots (CROSSSLOT), as a real cluster does.
+	Cluster bool
+}
+
+// Server is a running redis-server.
+type Server struct {
+	// Addr is 127.0.0.1:port; it stays the same across Stop and Restart.
+	Addr string
+	// Password is Options.Password.
+	Password string
+
+	opts Options
+	bin  string
+	dir  string
+
+	mu    sync.Mutex
+	proc  *process // nil while stopped
+	slots bool     // cluster mode: the node owns the slots, so it must report the cluster ok
+}
+
+// process is one run of redis-server.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// binary returns the redis-server path. Without it the test is skipped, except in CI
+// (CI=true), where a missing server must fail the build rather than silently skip.
+func binary(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server not found: install the Debian package `redis-server` (apt-get install redis-server)")
+		}
+		t.Skip("redis-server not found (install the Debian package `redis-server`); skipping a test against a real Redis")
+	}
+	return bin
+}
+
+// Start runs redis-server for the test; it is killed when the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s := &Server{Addr: freeAddr(t), Password: opts.Password, opts: opts, bin: binary(t), dir: t.TempDir()}
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			t.Logf("redis-server log:\n%s", s.logTail())
+		}
+	})
+	s.start(t)
+	if opts.Cluster {
+		s.assignSlots(t)
+	}
+	return s
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// args is the command line: loopback only, files in dir, persistence and cluster mode as
+// asked. The same every run, so a Restart finds the files of the run before.
+func (s *Server) args() []string {
+	_, port, _ := net.SplitHostPort(s.Addr)
+	args := []string{
+		"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--logfile", filepath.Join(s.dir, "redis.log"), "--daemonize", "no",
+		"--save", "", "--appendonly", "no",
+	}
+	if s.opts.Persist {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	}
+	if s.opts.Password != "" {
+		args = append(args, "--requirepass", s.opts.Password)
+	}
+	if s.opts.Cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.dir, "nodes.conf"))
+	}
+	return args
+}
+
+func (s *Server) start(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		t.Fatal("redistest: redis-server is already running")
+	}
+	// Stdout and stderr stay nil (/dev/null): Redis logs to its file, and no copying
+	// goroutine is left for goleak to find.
+	cmd := exec.Command(s.bin, s.args()...)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	p := &process{cmd: cmd, exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }()
+	s.proc = p
+	if err := waitReady(s.Addr, s.Password, s.slots, p.exited); err != nil {
+		t.Fatalf("redis-server at %s: %v\nlog:\n%s", s.Addr, err, s.logTail())
+	}
+}
+
+// Stop kills redis-server (SIGKILL, as a crash or an OOM kill) and waits until it is gone.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if !s.kill() {
+		t.Fatal("redistest: Stop of a stopped redis-server")
+	}
+}
+
+// Restart starts redis-server again on the same address with the same files.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.start(t)
+}
+
+func (s *Server) kill() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return false
+	}
+	_ = s.proc.cmd.Process.Kill()
+	<-s.proc.exited
+	s.proc = nil
+	return true
+}
+
+// Pause makes Redis take no command from any client for d (CLIENT PAUSE ALL): a slow or
+// hung Redis, as seen from its clients, while their connections stay open.
+func (s *Server) Pause(t testing.TB, d time.Duration) {
+	t.Helper()
+	c := s.Client(t)
+	if err := c.Do(context.Background(), "CLIENT", "PAUSE", d.Milliseconds(), "ALL").Err(); err != nil {
+		t.Fatalf("CLIENT PAUSE: %v", err)
+	}
+}
+
+// Client returns a client of the server for the test's own checks, closed when the test
+// ends. In cluster mode it talks to the one node, which owns every key.
+func (s *Server) Client(t testing.TB) *redis.Client {
+	t.Helper()
+	c := newClient(s.Addr, s.Password)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func newClient(addr, password string) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr: addr, Password: password, MaxRetries: -1, DialerRetries: 1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+}
+
+// URL is the server's redis:// URL, with the password if it has one.
+func (s *Server) URL() string {
+	if s.Password != "" {
+		return "redis://:" + s.Password + "@" + s.Addr
+	}
+	return "redis://" + s.Addr
+}
+
+// waitReady waits until the server answers PING (and, in cluster mode, reports the
+// cluster ok), failing if it exits or takes more than 30 seconds.
+func waitReady(addr, password string, cluster bool, exited <-chan error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("exited early: %v", err)
+		default:
+		}
+		err := ping(addr, password, cluster)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after 30s: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ping speaks RESP over a plain connection: a go-redis client per attempt would log its
+// own dial errors while the server starts.
+func ping(addr, password string, cluster bool) error {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	r := bufio.NewReader(conn)
+	if password != "" {
+		if _, err := command(conn, r, "AUTH", password); err != nil {
+			return err
+		}
+	}
+	if _, err := command(conn, r, "PING"); err != nil {
+		return err
+	}
+	if !cluster {
+		return nil
+	}
+	info, err := command(conn, r, "CLUSTER", "INFO")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(info, "cluster_state:ok") {
+		return fmt.Errorf("cluster not ok yet")
+	}
+	return nil
+}
+
+// command sends one command and reads a simple, error or bulk string reply.
+func command(conn net.Conn, r *bufio.Reader, args ...string) (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		return "", err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case strings.HasPrefix(line, "-"):
+		return "", fmt.Errorf("%s: %s", args[0], line[1:])
+	case strings.HasPrefix(line, "$"):
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("%s: unexpected reply %q", args[0], line)
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return strings.TrimPrefix(line, "+"), nil
+}
+
+// assignSlots gives the one node every hash slot and waits for the cluster to be ok. A
+// restart reads the assignment back from nodes.conf.
+func (s *Server) assignSlots(t testing.TB) {
+	t.Helper()
+	c := s.Client(t)
+	if err := c.Do(context.Background(), "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
+	}
+	s.mu.Lock()
+	exited := s.proc.exited
+	s.slots = true
+	s.mu.Unlock()
+	if err := waitReady(s.Addr, s.Password, true, exited); err != nil {
+		t.Fatalf("redis cluster at %s: %v", s.Addr, err)
+	}
+}
+
+// logTail is the end of redis-server's log.
+func (s *Server) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	if len(b) > 8<<10 {
+		b = b[len(b)-8<<10:]
+	}
+	return string(b)
+}
+
+// Sentinel is a running Redis Sentinel watching one Server as its master.
+type Sentinel struct {
+	// Addr is 127.0.0.1:port.
+	Addr string
+}
+
+// StartSentinel runs a Sentinel (redis-server --sentinel) that monitors master under
+// masterName, and waits until it answers with the master's address. It is killed when the
+// test ends.
+func StartSentinel(t testing.TB, master *Server, masterName string) *Sentinel {
+	t.Helper()
+	bin, dir, addr := binary(t), t.TempDir(), freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	mhost, mport, _ := net.SplitHostPort(master.Addr)
+	conf := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nlogfile %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 60000\n",
+		port, dir, filepath.Join(dir, "sentinel.log"), masterName, mhost, mport, masterName)
+	if master.Password != "" {
+		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", masterName, master.Password)
+	}
+	path := filepath.Join(dir, "sentinel.conf") // Sentinel rewrites its config: a file of its own
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, path, "--sentinel")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis sentinel: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	if err := waitReady(addr, "", false, exited); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
+		t.Fatalf("redis sentinel at %s: %v\nlog:\n%s", addr, err, log)
+	}
+	return &Sentinel{Addr: addr}
+}
