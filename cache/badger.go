@@ -293,6 +293,7 @@ func (db *DB) state() (State, string, time.Time) {
 // Stats snapshots the DB's state and counters.
 func (db *DB) Stats() Stats {
 	st := Stats{
+		Backend:      "badger",
 		FreeBytes:    db.space.free.Load(),
 		ReserveBytes: db.space.reserve(),
 		Refused:      map[string]int64{ReasonDiskFull: db.refusedDisk.Load(), ReasonCapacity: db.refusedCap.Load()},

@@ -1,7 +1,7 @@
 // Package redistest runs a real redis-server (Debian's `redis-server` package) for tests: on
 // a free loopback port, with its files in the test's temp dir, without persistence unless
 // asked, killed when the test ends. Stop and Restart take Redis away and bring it back on the
-// same address, as an outage does; Pause makes it slow. Tests of what lands in Redis read it
+// same address, as an outage does; Freeze and Thaw make it hang and resume. Tests of what lands in Redis read it
 // back with Client instead of trusting what was sent.
 package redistest
 
@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -167,13 +168,23 @@ func (s *Server) kill() bool {
 	return true
 }
 
-// Pause makes Redis take no command from any client for d (CLIENT PAUSE ALL): a slow or
-// hung Redis, as seen from its clients, while their connections stay open.
-func (s *Server) Pause(t testing.TB, d time.Duration) {
+// Freeze stops redis-server (SIGSTOP) without closing anything: connections stay open and
+// new ones are still accepted by the kernel, but no command is answered, as with a Redis that
+// hangs or is too slow to matter. Thaw resumes it.
+func (s *Server) Freeze(t testing.TB) { s.signal(t, syscall.SIGSTOP) }
+
+// Thaw resumes a frozen redis-server (SIGCONT).
+func (s *Server) Thaw(t testing.TB) { s.signal(t, syscall.SIGCONT) }
+
+func (s *Server) signal(t testing.TB, sig os.Signal) {
 	t.Helper()
-	c := s.Client(t)
-	if err := c.Do(context.Background(), "CLIENT", "PAUSE", d.Milliseconds(), "ALL").Err(); err != nil {
-		t.Fatalf("CLIENT PAUSE: %v", err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		t.Fatalf("redistest: %v to a stopped redis-server", sig)
+	}
+	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("redistest: %v: %v", sig, err)
 	}
 }
 
