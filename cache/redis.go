@@ -609,11 +609,6 @@ func (r *Redis) replay(stop <-chan struct{}) {
 		}
 	}()
 	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
 		items := r.fb.batch(redisReplayBatch)
 		if len(items) == 0 {
 			if r.fb.finish() {
@@ -622,6 +617,11 @@ func (r *Redis) replay(stop <-chan struct{}) {
 			return
 		}
 		for _, it := range items {
+			select {
+			case <-stop:
+				return // Close is waiting; it replays what is left itself
+			default:
+			}
 			var err error
 			if it.deleted {
 				err = r.redisDelete([]byte(it.key))

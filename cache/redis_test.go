@@ -53,6 +53,12 @@ func TestRedisConformance(t *testing.T) {
 	storetest.Run(t, redisHarness(srv.URL()))
 }
 
+// TestRedisTLSConformance: rediss:// talks TLS.
+func TestRedisTLSConformance(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{TLS: true})
+	storetest.Run(t, redisHarness(srv.URL()))
+}
+
 // TestRedisClusterConformance: a cluster refuses scripts whose keys span hash slots, so
 // this fails unless every key of a prefix shares one slot (the braces of redisKeys).
 func TestRedisClusterConformance(t *testing.T) {

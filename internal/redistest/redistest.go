@@ -8,8 +8,16 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -35,6 +43,8 @@ type Options struct {
 	// Cluster runs Redis as a one-node cluster owning every hash slot. It refuses commands
 	// and scripts that touch keys of several slots (CROSSSLOT), as a real cluster does.
 	Cluster bool
+	// TLS makes Redis speak TLS only, with a self-signed certificate for 127.0.0.1.
+	TLS bool
 }
 
 // Server is a running redis-server.
@@ -77,6 +87,9 @@ func binary(t testing.TB) string {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s := &Server{Addr: freeAddr(t), Password: opts.Password, opts: opts, bin: binary(t), dir: t.TempDir()}
+	if opts.TLS {
+		writeCert(t, s.dir)
+	}
 	t.Cleanup(func() {
 		s.kill()
 		if t.Failed() {
@@ -104,11 +117,17 @@ func freeAddr(t testing.TB) string {
 // asked. The same every run, so a Restart finds the files of the run before.
 func (s *Server) args() []string {
 	_, port, _ := net.SplitHostPort(s.Addr)
-	args := []string{
-		"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+	portArgs := []string{"--port", port}
+	if s.opts.TLS {
+		portArgs = []string{"--port", "0", "--tls-port", port, "--tls-auth-clients", "no",
+			"--tls-cert-file", filepath.Join(s.dir, "cert.pem"), "--tls-key-file", filepath.Join(s.dir, "key.pem"),
+			"--tls-ca-cert-file", filepath.Join(s.dir, "cert.pem")}
+	}
+	args := append(portArgs,
+		"--bind", "127.0.0.1", "--dir", s.dir,
 		"--logfile", filepath.Join(s.dir, "redis.log"), "--daemonize", "no",
 		"--save", "", "--appendonly", "no",
-	}
+	)
 	if s.opts.Persist {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	}
@@ -137,7 +156,7 @@ func (s *Server) start(t testing.TB) {
 	p := &process{cmd: cmd, exited: make(chan error, 1)}
 	go func() { p.exited <- cmd.Wait() }()
 	s.proc = p
-	if err := waitReady(s.Addr, s.Password, s.slots, p.exited); err != nil {
+	if err := waitReady(s.Addr, s.Password, s.opts.TLS, s.slots, p.exited); err != nil {
 		t.Fatalf("redis-server at %s: %v\nlog:\n%s", s.Addr, err, s.logTail())
 	}
 }
@@ -192,29 +211,38 @@ func (s *Server) signal(t testing.TB, sig os.Signal) {
 // ends. In cluster mode it talks to the one node, which owns every key.
 func (s *Server) Client(t testing.TB) *redis.Client {
 	t.Helper()
-	c := newClient(s.Addr, s.Password)
+	o := &redis.Options{
+		Addr: s.Addr, Password: s.Password, MaxRetries: -1, DialerRetries: 1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	if s.opts.TLS {
+		o.TLSConfig = &tls.Config{InsecureSkipVerify: true} // the test's own self-signed certificate
+	}
+	c := redis.NewClient(o)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
-func newClient(addr, password string) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr: addr, Password: password, MaxRetries: -1, DialerRetries: 1,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-}
-
-// URL is the server's redis:// URL, with the password if it has one.
+// URL is the server's redis:// URL, with the password if it has one; with TLS it is
+// rediss:// and skips verifying the self-signed certificate.
 func (s *Server) URL() string {
-	if s.Password != "" {
-		return "redis://:" + s.Password + "@" + s.Addr
+	u := "redis://"
+	if s.opts.TLS {
+		u = "rediss://"
 	}
-	return "redis://" + s.Addr
+	if s.Password != "" {
+		u += ":" + s.Password + "@"
+	}
+	u += s.Addr
+	if s.opts.TLS {
+		u += "?skip_verify=true"
+	}
+	return u
 }
 
 // waitReady waits until the server answers PING (and, in cluster mode, reports the
 // cluster ok), failing if it exits or takes more than 30 seconds.
-func waitReady(addr, password string, cluster bool, exited <-chan error) error {
+func waitReady(addr, password string, useTLS, cluster bool, exited <-chan error) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
@@ -222,7 +250,7 @@ func waitReady(addr, password string, cluster bool, exited <-chan error) error {
 			return fmt.Errorf("exited early: %v", err)
 		default:
 		}
-		err := ping(addr, password, cluster)
+		err := ping(addr, password, useTLS, cluster)
 		if err == nil {
 			return nil
 		}
@@ -235,8 +263,14 @@ func waitReady(addr, password string, cluster bool, exited <-chan error) error {
 
 // ping speaks RESP over a plain connection: a go-redis client per attempt would log its
 // own dial errors while the server starts.
-func ping(addr, password string, cluster bool) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+func ping(addr, password string, useTLS, cluster bool) error {
+	var conn net.Conn
+	var err error
+	if useTLS {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, time.Second)
+	}
 	if err != nil {
 		return err
 	}
@@ -308,7 +342,7 @@ func (s *Server) assignSlots(t testing.TB) {
 	exited := s.proc.exited
 	s.slots = true
 	s.mu.Unlock()
-	if err := waitReady(s.Addr, s.Password, true, exited); err != nil {
+	if err := waitReady(s.Addr, s.Password, s.opts.TLS, true, exited); err != nil {
 		t.Fatalf("redis cluster at %s: %v", s.Addr, err)
 	}
 }
@@ -355,9 +389,42 @@ func StartSentinel(t testing.TB, master *Server, masterName string) *Sentinel {
 		_ = cmd.Process.Kill()
 		<-exited
 	})
-	if err := waitReady(addr, "", false, exited); err != nil {
+	if err := waitReady(addr, "", false, false, exited); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
 		t.Fatalf("redis sentinel at %s: %v\nlog:\n%s", addr, err, log)
 	}
 	return &Sentinel{Addr: addr}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 (cert.pem, also the CA) and its
+// key (key.pem) into dir.
+func writeCert(t testing.TB, dir string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "redistest"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{"cert.pem": {Type: "CERTIFICATE", Bytes: der}, "key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
