@@ -98,26 +98,34 @@ func (f *fallback) finish() bool {
 // set keeps a write while Redis is unavailable. handled is false when Redis is in use (the
 // caller writes to Redis); otherwise err says whether the write was kept.
 func (f *fallback) set(key, val []byte, ttl time.Duration) (handled bool, err error) {
-	if !f.active.Load() {
-		return false, nil
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.state == StateOK {
-		return false, nil
-	}
-	if f.mem == nil {
-		return true, f.unavailable("set", "redis_fallback_mb is 0")
-	}
-	if err := f.mem.setFull(key, val, ttl); err != nil {
-		return true, fmt.Errorf("%w: the write is refused: %w", f.unavailable("set", "the local fallback is full ("+mib(f.limit)+")"), err)
-	}
-	f.record(string(key), false)
-	return true, nil
+	return f.keep("set", func() error {
+		if err := f.mem.setFull(key, val, ttl); err != nil {
+			return fmt.Errorf("%w: the write is refused: %w", f.unavailable("set", "the local fallback is full ("+mib(f.limit)+")"), err)
+		}
+		f.record(string(key), false)
+		return nil
+	})
 }
 
 // delete is set for a delete: the key is remembered, to be deleted in Redis later.
 func (f *fallback) delete(key []byte) (handled bool, err error) {
+	return f.keep("delete", func() error {
+		k := string(key)
+		if c, ok := f.change[k]; (!ok || !c.deleted) && f.tombs+int64(len(k)) > maxTombstoneBytes {
+			return fmt.Errorf("%w: the delete is refused: %w", f.unavailable("delete", "too many deleted keys to remember ("+mib(maxTombstoneBytes)+")"), ErrFull)
+		}
+		if err := f.mem.deleteFull(key); err != nil {
+			return err
+		}
+		f.record(k, true)
+		return nil
+	})
+}
+
+// keep runs write, with f.mu held, while Redis is unavailable; handled is false when Redis
+// is in use. Checking the state and writing in one step is what lets finish end the
+// catch-up only once nothing can be left behind.
+func (f *fallback) keep(op string, write func() error) (handled bool, err error) {
 	if !f.active.Load() {
 		return false, nil
 	}
@@ -127,17 +135,9 @@ func (f *fallback) delete(key []byte) (handled bool, err error) {
 		return false, nil
 	}
 	if f.mem == nil {
-		return true, f.unavailable("delete", "redis_fallback_mb is 0")
+		return true, f.unavailable(op, "redis_fallback_mb is 0")
 	}
-	k := string(key)
-	if c, ok := f.change[k]; (!ok || !c.deleted) && f.tombs+int64(len(k)) > maxTombstoneBytes {
-		return true, fmt.Errorf("%w: the delete is refused: %w", f.unavailable("delete", "too many deleted keys to remember ("+mib(maxTombstoneBytes)+")"), ErrFull)
-	}
-	if err := f.mem.deleteFull(key); err != nil {
-		return true, err
-	}
-	f.record(k, true)
-	return true, nil
+	return true, write()
 }
 
 // record notes the latest change of key. The caller holds f.mu.
@@ -187,8 +187,9 @@ func (f *fallback) view(prefix []byte) (local []memEntry, now time.Time, hidden 
 		local, now, _ = f.mem.live(string(prefix))
 	}
 	hidden = map[string]bool{}
+	p := string(prefix)
 	for k := range f.change {
-		if strings.HasPrefix(k, string(prefix)) {
+		if strings.HasPrefix(k, p) {
 			hidden[k] = true
 		}
 	}

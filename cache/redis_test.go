@@ -347,7 +347,7 @@ func TestRedisOpenFails(t *testing.T) {
 			r.Close()
 			t.Fatalf("%s: opened", name)
 		}
-		if !strings.Contains(err.Error(), "does not answer") || strings.Contains(err.Error(), "wrong-password") {
+		if !strings.Contains(err.Error(), "cannot be used") || strings.Contains(err.Error(), "wrong-password") {
 			t.Errorf("%s: %v; want a clear error without the password", name, err)
 		}
 	}
