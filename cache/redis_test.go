@@ -410,3 +410,42 @@ func TestRedisReplicasShareCapacity(t *testing.T) {
 		t.Fatalf("refused %v, want one for capacity", st.Refused)
 	}
 }
+
+// TestRedisMaxmemory: a Redis at its maxmemory (noeviction) refuses writes: ErrFull,
+// counted as capacity, while the backend stays ok (Redis answers) and deletes still work.
+func TestRedisMaxmemory(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c, ctx := srv.Client(t), context.Background()
+	info, err := c.Info(ctx, "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var usedMemory int64
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			_, _ = fmt.Sscan(v, &usedMemory)
+		}
+	}
+	if usedMemory <= 0 {
+		t.Fatalf("no used_memory in INFO memory:\n%s", info)
+	}
+	if err := c.ConfigSet(ctx, "maxmemory", fmt.Sprint(usedMemory+2<<20)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := openRedis(t, cache.Config{RedisURL: srv.URL(), RedisKeyPrefix: "maxmemory:"})
+	val := make([]byte, 64<<10)
+	var i int
+	for i = 0; i < 1000; i++ {
+		if err = r.Set([]byte(fmt.Sprint(i)), val, 0); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, cache.ErrFull) || i == 0 {
+		t.Fatalf("Set #%d into a Redis at maxmemory: %v, want ErrFull after some writes", i, err)
+	}
+	st := r.Stats()
+	if st.State != cache.StateOK || st.Refused[cache.ReasonCapacity] != 1 || st.Redis.Errors["set"] != 1 {
+		t.Fatalf("after a refused write: state %s, refused %v, errors %v; want ok, 1 capacity, 1 set", st.State, st.Refused, st.Redis.Errors)
+	}
+	mustDelete(t, r, "0")
+}

@@ -13,16 +13,14 @@ import (
 	"github.com/apmkit/apmkit/internal/secret"
 )
 
-// The redis_url schemes. The plain ones are go-redis's (ParseURL); Sentinel and Cluster get
-// a scheme of their own, so the URL alone says what kind of deployment it names, and their
-// query parameters are go-redis's ParseFailoverURL's and ParseClusterURL's.
+// The redis_url schemes: redis:// and rediss:// (TLS) are go-redis's (ParseURL) for one
+// server. Sentinel and Cluster get a scheme of their own, redis+sentinel:// and
+// redis+cluster:// (rediss+... for TLS), so the URL alone says what it names; their query
+// parameters are go-redis's ParseFailoverURL's (master_name, addr for more sentinels,
+// password for the master's) and ParseClusterURL's (addr for more seed nodes).
 const (
-	schemeRedis         = "redis"          // one server
-	schemeRedisTLS      = "rediss"         // one server over TLS
-	schemeSentinel      = "redis+sentinel" // Sentinel: host:port are sentinels, ?master_name= required
-	schemeSentinelTLS   = "rediss+sentinel"
-	schemeCluster       = "redis+cluster" // Cluster: host:port and ?addr= are seed nodes
-	schemeClusterTLS    = "rediss+cluster"
+	schemeRedis         = "redis"
+	schemeRedisTLS      = "rediss"
 	redisURLSchemesText = "redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
 )
 

@@ -320,16 +320,21 @@ func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range slices.Sorted(maps.Keys(st.Refused)) {
 		ch <- prometheus.MustNewConstMetric(cacheRefusedDesc, prometheus.CounterValue, float64(st.Refused[r]), r)
 	}
-	if st.Redis == nil {
-		ch <- prometheus.MustNewConstMetric(cacheFreeDesc, prometheus.GaugeValue, float64(st.FreeBytes))
-		ch <- prometheus.MustNewConstMetric(cacheReserveDesc, prometheus.GaugeValue, float64(st.ReserveBytes))
+	if st.Redis != nil {
+		collectRedis(ch, st.Redis)
 		return
 	}
-	for _, op := range slices.Sorted(maps.Keys(st.Redis.Errors)) {
-		ch <- prometheus.MustNewConstMetric(redisErrorsDesc, prometheus.CounterValue, float64(st.Redis.Errors[op]), op)
+	ch <- prometheus.MustNewConstMetric(cacheFreeDesc, prometheus.GaugeValue, float64(st.FreeBytes))
+	ch <- prometheus.MustNewConstMetric(cacheReserveDesc, prometheus.GaugeValue, float64(st.ReserveBytes))
+}
+
+// collectRedis is the Redis backend's part of the cache's metrics.
+func collectRedis(ch chan<- prometheus.Metric, st *cache.RedisStats) {
+	for _, op := range slices.Sorted(maps.Keys(st.Errors)) {
+		ch <- prometheus.MustNewConstMetric(redisErrorsDesc, prometheus.CounterValue, float64(st.Errors[op]), op)
 	}
-	ch <- prometheus.MustNewConstMetric(redisKeptDesc, prometheus.GaugeValue, float64(st.Redis.FallbackChanges))
-	ch <- prometheus.MustNewConstMetric(redisKeptSizeDesc, prometheus.GaugeValue, float64(st.Redis.FallbackBytes))
-	ch <- prometheus.MustNewConstMetric(redisReplayDesc, prometheus.CounterValue, float64(st.Redis.Replayed), "written")
-	ch <- prometheus.MustNewConstMetric(redisReplayDesc, prometheus.CounterValue, float64(st.Redis.ReplayDropped), "dropped")
+	ch <- prometheus.MustNewConstMetric(redisKeptDesc, prometheus.GaugeValue, float64(st.FallbackChanges))
+	ch <- prometheus.MustNewConstMetric(redisKeptSizeDesc, prometheus.GaugeValue, float64(st.FallbackBytes))
+	ch <- prometheus.MustNewConstMetric(redisReplayDesc, prometheus.CounterValue, float64(st.Replayed), "written")
+	ch <- prometheus.MustNewConstMetric(redisReplayDesc, prometheus.CounterValue, float64(st.ReplayDropped), "dropped")
 }
