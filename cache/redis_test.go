@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -340,7 +339,7 @@ func TestRedisOpenFails(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{Password: "right-password"})
 	for name, url := range map[string]string{
 		"wrong password": "redis://:wrong-password@" + srv.Addr,
-		"nothing there":  "redis://:wrong-password@" + freeAddr(t),
+		"nothing there":  "redis://:wrong-password@" + redistest.FreeAddr(t),
 	} {
 		r, err := cache.OpenRedis(cache.Config{RedisURL: url}, nil)
 		if err == nil {
@@ -351,16 +350,6 @@ func TestRedisOpenFails(t *testing.T) {
 			t.Errorf("%s: %v; want a clear error without the password", name, err)
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // TestRedisSweep: keys that expire leave the index and the accounting, so neither grows

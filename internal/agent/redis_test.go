@@ -16,7 +16,7 @@ import (
 
 // redisMain is the main config of an apmkit whose cache is in Redis.
 func redisMain(url, prefix string) string {
-	return fmt.Sprintf("[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n[cache]\nredis_url = %q\nredis_key_prefix = %q\n", url, prefix)
+	return testMain + fmt.Sprintf("[cache]\nredis_url = %q\nredis_key_prefix = %q\n", url, prefix)
 }
 
 // TestReplayWithRedisCache: with redis_url the input's state lives in Redis: a recording

@@ -86,7 +86,7 @@ func binary(t testing.TB) string {
 // Start runs redis-server for the test; it is killed when the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{Addr: freeAddr(t), Password: opts.Password, opts: opts, bin: binary(t), dir: t.TempDir()}
+	s := &Server{Addr: FreeAddr(t), Password: opts.Password, opts: opts, bin: binary(t), dir: t.TempDir()}
 	if opts.TLS {
 		writeCert(t, s.dir)
 	}
@@ -103,7 +103,9 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
-func freeAddr(t testing.TB) string {
+// FreeAddr returns a loopback address nothing listens on (for now): Start's, or a test's
+// address of a Redis that is not there.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -367,7 +369,7 @@ type Sentinel struct {
 // test ends.
 func StartSentinel(t testing.TB, master *Server, masterName string) *Sentinel {
 	t.Helper()
-	bin, dir, addr := binary(t), t.TempDir(), freeAddr(t)
+	bin, dir, addr := binary(t), t.TempDir(), FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	mhost, mport, _ := net.SplitHostPort(master.Addr)
 	conf := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nlogfile %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 60000\n",
