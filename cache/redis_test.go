@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/cache/storetest"
 	"github.com/apmkit/apmkit/internal/redistest"
@@ -241,12 +243,29 @@ func TestRedisSlow(t *testing.T) {
 	r := openRedis(t, cfg, cache.WithRedisProbe(50*time.Millisecond))
 	ns := r.Namespace("pinpoint")
 	mustSet(t, ns, "before", "v", 0)
+	running := goleak.IgnoreCurrent()
 	srv.Freeze(t)
 	want := map[string]string{"before": "v"}
 	for i := range 10 {
 		k := fmt.Sprintf("frozen/%d", i)
 		mustSet(t, ns, k, "kept", 0)
 		want[k] = "kept"
+	}
+	// Many callers at once while Redis hangs: each returns at once, and nothing is left
+	// running on their behalf (no goroutine per call waiting for Redis).
+	var wg sync.WaitGroup
+	for i := range 32 {
+		k := fmt.Sprintf("burst/%02d", i)
+		want[k] = "kept"
+		wg.Go(func() {
+			if err := ns.Set([]byte(k), []byte("kept"), 0); err != nil {
+				t.Errorf("Set(%q) while redis hangs: %v", k, err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := goleak.Find(running); err != nil {
+		t.Fatalf("goroutines left while redis hangs: %v", err)
 	}
 	if st, problem := r.State(); st != cache.StateRedisDown || !strings.Contains(problem, "timeout") {
 		t.Fatalf("state while frozen: %s (%s), want %s after a timeout", st, problem, cache.StateRedisDown)
