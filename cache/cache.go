@@ -21,9 +21,10 @@ type Store interface {
 	// Scan calls fn for every live key with the prefix, in ascending key order. key and val
 	// are only valid during the call and fn must not modify them. An error from fn stops the
 	// scan and is returned, except ErrStopScan (tested with errors.Is), which stops it and
-	// returns nil. Scan sees a snapshot: fn may Set and Delete keys of the same store. A
-	// store that cannot read all of its data (Redis unreachable) visits what it can and
-	// returns the error (ErrUnavailable).
+	// returns nil. Scan sees a snapshot (Redis: of the keys, each value read as the scan
+	// reaches it): fn may Set and Delete keys of the same store. A store that cannot read
+	// all of its data (Redis unreachable) visits what it can and returns the error
+	// (ErrUnavailable).
 	Scan(prefix []byte, fn func(key, val []byte) error) error
 	Close() error
 }
