@@ -30,7 +30,7 @@ type Main struct {
 	Log        Log               `toml:"log"`
 	GlobalTags map[string]string `toml:"global_tags" doc:"Tags added to every point of every input (a point's own tag of the same key wins).\nENV_GLOBAL_HOST_TAGS=\"k=v,k2=v2\" adds to them." example:"env = \"prod\"\nproject = \"shop\""`
 	IO         apmio.Config      `toml:"io" doc:"The uploader: queues, batching and outputs."`
-	Cache      cache.Config      `toml:"cache" doc:"On-disk cache (DATA_DIR/cache): agent info, metadata, pending span chunks."`
+	Cache      cache.Config      `toml:"cache" doc:"Cache of agent info, metadata and pending span chunks: badger in DATA_DIR/cache, or Redis with redis_url."`
 }
 
 // HTTPAPI is the [http_api] table.
@@ -78,14 +78,8 @@ func (m *Main) Validate() error {
 			errs = append(errs, fmt.Errorf("global_tags: %q = %q: keys and values must not be empty", k, v))
 		}
 	}
-	if m.Cache.CapacityMB < 0 {
-		errs = append(errs, fmt.Errorf("cache.capacity_mb: %d must be >= 0", m.Cache.CapacityMB))
-	}
-	if m.Cache.GCInterval <= 0 {
-		errs = append(errs, fmt.Errorf("cache.gc_interval: %s must be > 0", m.Cache.GCInterval))
-	}
-	if m.Cache.MinFreeMB < 0 {
-		errs = append(errs, fmt.Errorf("cache.min_free_mb: %d must be >= 0 (values below 10 mean 10)", m.Cache.MinFreeMB))
+	if err := m.Cache.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := m.IO.Validate(); err != nil {
 		errs = append(errs, err)

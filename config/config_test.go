@@ -245,6 +245,10 @@ func TestBadConfigs(t *testing.T) {
 			[]string{"ENV_GLOBAL_HOST_TAGS", `"b" is not key=value`}},
 		{"env bad log level", "", "", []string{"ENV_LOG_LEVEL=chatty"},
 			[]string{`ENV_LOG_LEVEL=chatty: log.level: "chatty"`}},
+		{"env redis url masked", "", "", []string{"ENV_CACHE_REDIS_URL=redis+sentinel://:s3cret-pw@s1:26379"},
+			[]string{"ENV_CACHE_REDIS_URL=redis+sentinel://:****@s1:26379: cache.redis_url: redis+sentinel://:****@s1:26379: a Sentinel URL needs ?master_name="}},
+		{"bad redis options", "apmkit.conf", "[cache]\nredis_key_prefix = \"{x}\"\nredis_timeout = \"0s\"\n", nil,
+			[]string{"apmkit.conf: cache.redis_key_prefix", "cache.redis_timeout: 0s must be > 0"}},
 		{"env inputs syntax", "", "", []string{"ENV_DATAKIT_INPUTS=[[inputs.testin]"},
 			[]string{"ENV_DATAKIT_INPUTS"}},
 		{"both env inputs differ", "", "", []string{"ENV_DATAKIT_INPUTS=[[inputs.testin]]", "ENV_APMKIT_INPUTS=[[inputs.testin]]\n[[inputs.testin]]"},
@@ -367,9 +371,11 @@ func TestMainEnv(t *testing.T) {
 		"ENV_HTTP_LISTEN=0.0.0.0:19529",
 		"ENV_LOG_LEVEL=DEBUG",
 		"ENV_HOSTNAME=pod-7",
+		"ENV_CACHE_REDIS_URL=redis://:pw@redis.apmkit.svc:6379/1",
 	)
 	m := cfg.Main
-	if m.HTTPAPI.Listen != "0.0.0.0:19529" || m.Log.Level != "debug" || m.Hostname != "pod-7" {
+	if m.HTTPAPI.Listen != "0.0.0.0:19529" || m.Log.Level != "debug" || m.Hostname != "pod-7" ||
+		m.Cache.RedisURL != "redis://:pw@redis.apmkit.svc:6379/1" {
 		t.Fatalf("main %+v", m)
 	}
 	if !reflect.DeepEqual(m.GlobalTags, map[string]string{"env": "prod", "team": "a", "cluster": "k1"}) {
@@ -418,6 +424,8 @@ func TestEffectiveMasksSecrets(t *testing.T) {
   url = "http://user:pw-secret@127.0.0.1:8086"
   database = "apm"
   password = "basic-secret"
+[cache]
+  redis_url = "redis+sentinel://:sentinel-secret@s1:26379?master_name=main&password=master-secret"
 `)
 	writeFile(t, dir, "t.conf", "[[inputs.testin]]\naddress = \"shown\"\n")
 	cfg := mustLoad(t, dir)
@@ -425,12 +433,12 @@ func TestEffectiveMasksSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"tkn_secret123", "influx-token-secret", "pw-secret", "basic-secret", "hdr-secret", "qs-secret"} {
+	for _, secret := range []string{"tkn_secret123", "influx-token-secret", "pw-secret", "basic-secret", "hdr-secret", "qs-secret", "sentinel-secret", "master-secret"} {
 		if strings.Contains(text, secret) {
 			t.Errorf("secret %q printed:\n%s", secret, text)
 		}
 	}
-	for _, shown := range []string{"token=tkn_****t123&x=1", `Authorization = "Bear****1234"`, `X-Tenant = "shop"`, "access_token=****&", `address = "shown"`, "[[inputs.testin]]", "[[io.outputs]]"} {
+	for _, shown := range []string{"token=tkn_****t123&x=1", `Authorization = "Bear****1234"`, `X-Tenant = "shop"`, "access_token=****&", `redis_url = "redis+sentinel://:****@s1:26379?master_name=main&password=mast****cret"`, `address = "shown"`, "[[inputs.testin]]", "[[io.outputs]]"} {
 		if !strings.Contains(text, shown) {
 			t.Errorf("%q missing from:\n%s", shown, text)
 		}

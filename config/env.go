@@ -25,6 +25,7 @@ const (
 	EnvHTTPListen           = "ENV_HTTP_LISTEN"
 	EnvLogLevel             = "ENV_LOG_LEVEL"
 	EnvHostname             = "ENV_HOSTNAME"
+	EnvCacheRedisURL        = "ENV_CACHE_REDIS_URL"
 	EnvInputPrefix          = "ENV_INPUT_"
 )
 
@@ -67,6 +68,10 @@ func applyMainEnv(m *Main, env map[string]string) (map[string]string, error) {
 		for k, v := range tags {
 			m.GlobalTags[k] = v
 		}
+	}
+	if v := strings.TrimSpace(env[EnvCacheRedisURL]); v != "" {
+		m.Cache.RedisURL = v
+		set["cache.redis_url"] = EnvCacheRedisURL + "=" + secret.URL(v)
 	}
 	if v, ok := env[EnvDataway]; ok && strings.TrimSpace(v) != "" {
 		urls := splitList(v)

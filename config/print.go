@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"path/filepath"
 	"reflect"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 
@@ -13,9 +14,9 @@ import (
 
 // Effective renders the effective configuration (defaults, files and environment) as TOML,
 // with secrets masked: secret.Secret fields mask themselves; fields tagged `secret:"true"`
-// or named password, token, secret or api_key, the secrets of URLs (secret.URL: the same
-// masker as the outputs' logs) and the values of secret headers (Authorization, *token*,
-// *key*) are masked here. Implicit defaults are shown: with no output configured, the file
+// or named password, token, secret or api_key, the secrets of URLs (keys url and *_url;
+// secret.URL: the same masker as the outputs' logs) and the values of secret headers
+// (Authorization, *token*, *key*) are masked here. Implicit defaults are shown: with no output configured, the file
 // output apmkit then writes to.
 func (c *Config) Effective() (string, error) {
 	var buf bytes.Buffer
@@ -75,7 +76,7 @@ func masked(v reflect.Value) reflect.Value {
 				// masks itself (MarshalText)
 			case isSecret(f) && fv.Kind() == reflect.String && fv.String() != "":
 				fv.SetString(secret.Mask(fv.String()))
-			case fv.Kind() == reflect.String && f.key == "url":
+			case fv.Kind() == reflect.String && (f.key == "url" || strings.HasSuffix(f.key, "_url")):
 				fv.SetString(MaskURL(fv.String()))
 			case f.key == "headers" && fv.Type() == reflect.TypeOf(map[string]string(nil)):
 				fv.Set(reflect.ValueOf(secret.Headers(fv.Interface().(map[string]string))))

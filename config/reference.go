@@ -29,6 +29,7 @@ var mainEnvDocs = map[string]string{
 	EnvHTTPListen:           "`[http_api] listen`. Empty disables the HTTP API. In a container set `0.0.0.0:9529`, or probes and `apmkit monitor` cannot reach it.",
 	EnvLogLevel:             "`[log] level`: debug, info, warn or error.",
 	EnvHostname:             "`hostname`: the host tag and the name in logs.",
+	EnvCacheRedisURL:        "`[cache] redis_url`: keep the cache in Redis, shared by the replicas, instead of badger in the data dir. Empty or unset leaves the file's value.",
 	EnvInputPrefix:          "Sets OPTION on every instance of INPUT, over the files. The options of each input are listed below; an unknown option of a known input is an error (a typo is never silently ignored).",
 }
 
@@ -39,6 +40,7 @@ var mainEnvKeys = map[string]string{
 	"log.level":       EnvLogLevel,
 	"global_tags":     EnvGlobalHostTags + " (adds)",
 	"io.outputs":      EnvDataway + " (dataway outputs)",
+	"cache.redis_url": EnvCacheRedisURL,
 }
 
 // writer accumulates the document; docs carries each table's doc tag from its parent's
@@ -114,7 +116,7 @@ variables, lists are JSON or comma separated and tables are JSON.
 func mainEnvOrder() []string {
 	return []string{
 		EnvDefaultEnabledInputs, EnvDatakitInputs, EnvApmkitInputs, EnvInputPrefix,
-		EnvDataway, EnvGlobalHostTags, EnvHTTPListen, EnvLogLevel, EnvHostname,
+		EnvDataway, EnvGlobalHostTags, EnvHTTPListen, EnvLogLevel, EnvHostname, EnvCacheRedisURL,
 	}
 }
 

@@ -78,7 +78,7 @@ type Ping struct {
 	Status   string   `json:"status"`
 	Degraded []string `json:"degraded,omitempty"`
 	// CacheState is the cache's state: ok, disk_full (writes refused) or memory (badger
-	// closed; see cache.State).
+	// closed), redis_down (writes kept in memory) or redis_catching_up; see cache.State.
 	CacheState cache.State `json:"cache_state"`
 }
 
@@ -89,9 +89,9 @@ func (a *Agent) handlePing(w http.ResponseWriter, _ *http.Request) {
 func (a *Agent) ping() Ping {
 	up := time.Since(a.started)
 	p := Ping{Version: version.Version, Hostname: a.hostname, Uptime: up.Round(time.Second).String(), UptimeSeconds: up.Seconds(), Status: "ok"}
-	if a.db != nil {
+	if a.store != nil {
 		var problem string
-		p.CacheState, problem = a.db.State()
+		p.CacheState, problem = a.store.State()
 		if problem != "" {
 			p.Status = "degraded"
 			p.Degraded = append(p.Degraded, "cache: "+problem)
@@ -136,8 +136,8 @@ func (a *Agent) Stats() Stats {
 	if a.uploader != nil {
 		st.IO = a.uploader.Stats()
 	}
-	if a.db != nil {
-		cs := a.db.Stats()
+	if a.store != nil {
+		cs := a.store.Stats()
 		st.Cache, st.CacheBytes = &cs, cs.SizeBytes
 	}
 	return st

@@ -17,11 +17,15 @@ import (
 	"github.com/apmkit/apmkit/point"
 )
 
+// testMain is the main config of the tests' apmkit: the HTTP API on a loopback port, quick
+// flushes to the file output.
+const testMain = "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n"
+
 // startAgent runs a whole apmkit: the Pinpoint input on three loopback ports, the
 // pipeline, and the file output in a temp data dir. Reusing dataDir is a restart.
 func startAgent(t *testing.T, dataDir string, pinpointConf string) (*Agent, *pinpoint.Input) {
 	t.Helper()
-	return startAgentMain(t, dataDir, "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n", pinpointConf)
+	return startAgentMain(t, dataDir, testMain, pinpointConf)
 }
 
 // startAgentMain is startAgent with the main config given.
