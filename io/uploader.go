@@ -146,7 +146,7 @@ func (u *Uploader) buildOutputs() error {
 }
 
 func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
-	s, err := newSender(oc)
+	s, err := newSender(oc, u.codec)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +176,7 @@ func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
 	return newOutputWorker(oc, s, spill, counters, drops, u.budget.max/4, log), nil
 }
 
-func newSender(oc OutputConfig) (sender, error) {
+func newSender(oc OutputConfig, codec *gzipCodec) (sender, error) {
 	switch oc.Type {
 	case TypeDataway:
 		return newDatawaySender(oc)
@@ -186,6 +186,8 @@ func newSender(oc OutputConfig) (sender, error) {
 		return newInfluxDB2Sender(oc)
 	case TypeFile:
 		return newFileSender(oc)
+	case TypeOTLP:
+		return newOTLPSender(oc, codec)
 	}
 	return nil, fmt.Errorf("unknown type %q", oc.Type) // Validate makes this unreachable
 }
