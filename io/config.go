@@ -19,7 +19,7 @@ type Config struct {
 	BatchMaxBytes  int            `toml:"batch_max_bytes" doc:"...or this many bytes of line protocol (a single longer line is sent alone)..."`
 	FlushInterval  time.Duration  `toml:"flush_interval" doc:"...or when its oldest point is this old."`
 	StopTimeout    time.Duration  `toml:"stop_timeout" doc:"On stop, how long queued batches may take to reach the outputs; the rest is spilled to disk."`
-	Outputs        []OutputConfig `toml:"outputs" doc:"Where points go. Every output receives every batch of its categories independently.\nWith no output configured, apmkit writes line-protocol files under DATA_DIR/out/.\nSeveral DataWay URLs = several dataway outputs." example:"[[io.outputs]]\n  type = \"dataway\"\n  url = \"https://openway.guance.com?token=tkn_xxx\"\n\n[[io.outputs]]\n  type = \"influxdb\"\n  url = \"http://127.0.0.1:8086\"\n  database = \"apm\"\n\n[[io.outputs]]\n  type = \"file\"\n  categories = [\"tracing\"]"`
+	Outputs        []OutputConfig `toml:"outputs" doc:"Where points go. Every output receives every batch of its categories independently.\nWith no output configured, apmkit writes line-protocol files under DATA_DIR/out/.\nSeveral DataWay URLs = several dataway outputs. otlp sends to Jaeger, Tempo or an OpenTelemetry Collector (docs/OTLP.md)." example:"[[io.outputs]]\n  type = \"dataway\"\n  url = \"https://openway.guance.com?token=tkn_xxx\"\n\n[[io.outputs]]\n  type = \"influxdb\"\n  url = \"http://127.0.0.1:8086\"\n  database = \"apm\"\n\n[[io.outputs]]\n  type = \"file\"\n  categories = [\"tracing\"]\n\n[[io.outputs]]\n  type = \"otlp\"\n  endpoint = \"127.0.0.1:4317\"\n  insecure = true\n  categories = [\"tracing\"]"`
 }
 
 // OutputConfig is one `[[io.outputs]]` table.
