@@ -68,26 +68,29 @@ func (g *otlpGRPC) call(ctx context.Context) (context.Context, context.CancelFun
 	return metadata.NewOutgoingContext(ctx, g.md), cancel
 }
 
-func (g *otlpGRPC) exportTraces(ctx context.Context, req proto.Message) (int64, string, error) {
+// The bytes of a gRPC export are the message before compression: gRPC compresses it
+// out of sight.
+
+func (g *otlpGRPC) exportTraces(ctx context.Context, req proto.Message) (exported, error) {
 	ctx, cancel := g.call(ctx)
 	defer cancel()
 	resp, err := g.traces.Export(ctx, req.(*coltracepb.ExportTraceServiceRequest), g.calls...)
 	if err != nil {
-		return 0, "", grpcError(err, g.target)
+		return exported{}, grpcError(err, g.target)
 	}
 	ps := resp.GetPartialSuccess()
-	return ps.GetRejectedSpans(), ps.GetErrorMessage(), nil
+	return exported{bytes: proto.Size(req), rejected: ps.GetRejectedSpans(), msg: ps.GetErrorMessage()}, nil
 }
 
-func (g *otlpGRPC) exportMetrics(ctx context.Context, req proto.Message) (int64, string, error) {
+func (g *otlpGRPC) exportMetrics(ctx context.Context, req proto.Message) (exported, error) {
 	ctx, cancel := g.call(ctx)
 	defer cancel()
 	resp, err := g.metrics.Export(ctx, req.(*colmetricspb.ExportMetricsServiceRequest), g.calls...)
 	if err != nil {
-		return 0, "", grpcError(err, g.target)
+		return exported{}, grpcError(err, g.target)
 	}
 	ps := resp.GetPartialSuccess()
-	return ps.GetRejectedDataPoints(), ps.GetErrorMessage(), nil
+	return exported{bytes: proto.Size(req), rejected: ps.GetRejectedDataPoints(), msg: ps.GetErrorMessage()}, nil
 }
 
 func (g *otlpGRPC) close() error { return g.conn.Close() }

@@ -72,56 +72,53 @@ func signalURL(base *url.URL, path string) string {
 	return u.String()
 }
 
-func (h *otlpHTTP) exportTraces(ctx context.Context, req proto.Message) (int64, string, error) {
+func (h *otlpHTTP) exportTraces(ctx context.Context, req proto.Message) (exported, error) {
 	var resp coltracepb.ExportTraceServiceResponse
-	if err := h.post(ctx, h.tracesURL, h.maskedTraces, req, &resp); err != nil {
-		return 0, "", err
-	}
+	n, err := h.post(ctx, h.tracesURL, h.maskedTraces, req, &resp)
 	ps := resp.GetPartialSuccess()
-	return ps.GetRejectedSpans(), ps.GetErrorMessage(), nil
+	return exported{bytes: n, rejected: ps.GetRejectedSpans(), msg: ps.GetErrorMessage()}, err
 }
 
-func (h *otlpHTTP) exportMetrics(ctx context.Context, req proto.Message) (int64, string, error) {
+func (h *otlpHTTP) exportMetrics(ctx context.Context, req proto.Message) (exported, error) {
 	var resp colmetricspb.ExportMetricsServiceResponse
-	if err := h.post(ctx, h.metricsURL, h.maskedMetrics, req, &resp); err != nil {
-		return 0, "", err
-	}
+	n, err := h.post(ctx, h.metricsURL, h.maskedMetrics, req, &resp)
 	ps := resp.GetPartialSuccess()
-	return ps.GetRejectedDataPoints(), ps.GetErrorMessage(), nil
+	return exported{bytes: n, rejected: ps.GetRejectedDataPoints(), msg: ps.GetErrorMessage()}, err
 }
 
-// post sends one request and reads a protobuf answer into resp.
-func (h *otlpHTTP) post(ctx context.Context, target, masked string, req, resp proto.Message) error {
+// post sends one request and reads a protobuf answer into resp; it returns the body's
+// bytes on the wire.
+func (h *otlpHTTP) post(ctx context.Context, target, masked string, req, resp proto.Message) (int, error) {
 	body, err := proto.Marshal(req)
 	if err != nil {
-		return &sendError{class: classPermanent, msg: fmt.Sprintf("otlp: encode: %v", err)}
+		return 0, &sendError{class: classPermanent, msg: fmt.Sprintf("otlp: encode: %v", err)}
 	}
 	if h.gzipLevel > 0 {
 		if body, err = h.codec.compress(body, h.gzipLevel); err != nil {
-			return &sendError{msg: err.Error()}
+			return 0, &sendError{msg: err.Error()}
 		}
 	}
 	r, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return &sendError{class: classPermanent, msg: fmt.Sprintf("POST %s: %v", masked, err)}
+		return 0, &sendError{class: classPermanent, msg: fmt.Sprintf("POST %s: %v", masked, err)}
 	}
 	r.Header = h.header.Clone()
 	res, err := h.client.Do(r)
 	if err != nil {
-		return networkError(err, masked)
+		return 0, networkError(err, masked)
 	}
 	defer res.Body.Close()
 	data, _ := stdio.ReadAll(stdio.LimitReader(res.Body, otlpResponseLimit))
 	drain(res.Body)
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return otlpHTTPError(res, data)
+		return 0, otlpHTTPError(res, data)
 	}
 	// A server that answers JSON or nothing gets no partial-success count: the request
 	// itself was taken.
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/x-protobuf") {
 		_ = proto.Unmarshal(data, resp)
 	}
-	return nil
+	return len(body), nil
 }
 
 // otlpHTTPError classifies a refused request like the other HTTP outputs' (429, 502, 503,

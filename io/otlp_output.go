@@ -23,12 +23,19 @@ type otlpSender struct {
 	export otlpExporter
 }
 
-// otlpExporter is one protocol's transport: it sends one request and returns the number
-// of items (spans or data points) the server rejected, with its message.
+// otlpExporter is one protocol's transport: it sends one request.
 type otlpExporter interface {
-	exportTraces(ctx context.Context, req proto.Message) (rejected int64, msg string, err error)
-	exportMetrics(ctx context.Context, req proto.Message) (rejected int64, msg string, err error)
+	exportTraces(ctx context.Context, req proto.Message) (exported, error)
+	exportMetrics(ctx context.Context, req proto.Message) (exported, error)
 	close() error
+}
+
+// exported is a request's outcome: its size on the wire, and the items (spans or data
+// points) the server rejected in a partial success, with its message.
+type exported struct {
+	bytes    int
+	rejected int64
+	msg      string
 }
 
 func newOTLPSender(cfg OutputConfig, codec *gzipCodec) (*otlpSender, error) {
@@ -75,21 +82,21 @@ func (s *otlpSender) send(ctx context.Context, b *batch) (sendResult, error) {
 	if items == 0 {
 		return res, nil
 	}
-	rejected, msg, err := s.exportOne(ctx, b.cat, req)
+	ex, err := s.exportOne(ctx, b.cat, req)
 	if err != nil {
 		return sendResult{}, err
 	}
-	res.bytes = proto.Size(req)
-	if rejected > 0 {
+	res.bytes = ex.bytes
+	if ex.rejected > 0 {
 		// Metrics: the rejected data points, counted as points up to the rows sent.
-		n := int(min(rejected, int64(items)))
+		n := int(min(ex.rejected, int64(items)))
 		res.lost = append(res.lost, loss{points: n, reason: dropRejected,
-			err: fmt.Errorf("otlp partial success: %d rejected: %s", rejected, msg)})
+			err: fmt.Errorf("otlp partial success: %d rejected: %s", ex.rejected, ex.msg)})
 	}
 	return res, nil
 }
 
-func (s *otlpSender) exportOne(ctx context.Context, cat point.Category, req proto.Message) (int64, string, error) {
+func (s *otlpSender) exportOne(ctx context.Context, cat point.Category, req proto.Message) (exported, error) {
 	if cat == point.Tracing {
 		return s.export.exportTraces(ctx, req)
 	}
