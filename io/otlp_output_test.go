@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	stdio "io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +23,7 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
@@ -352,4 +357,45 @@ func TestOTLPHTTP(t *testing.T) {
 	if st.URL != base+"/" {
 		t.Fatalf("location %q", st.URL)
 	}
+}
+
+// TLS with tls_ca_file: the server's certificate is trusted through the CA file only, over
+// gRPC and HTTP; without the file the same server is refused.
+func TestOTLPTLS(t *testing.T) {
+	srv := &otlpServer{answer: func(int, string, []string) (int64, error) { return 0, nil }}
+	https := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(https.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: https.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: https.TLS.Certificates})))
+	coltracepb.RegisterTraceServiceServer(gs, srv)
+	go func() { _ = gs.Serve(l) }()
+	t.Cleanup(gs.Stop)
+
+	tlsOut := func(ca string) OutputConfig {
+		o := otlpOutput(ProtocolGRPC, l.Addr().String())
+		o.Insecure, o.TLSCAFile, o.Categories = false, ca, []string{"tracing"}
+		return o
+	}
+	u := startUploader(t, testConfig(tlsOut(caFile)), t.TempDir())
+	feed(t, u, point.Tracing, spanRows(t, 0, 2))
+	stopUploader(t, u)
+	if spans, _ := srv.received(); len(spans) != 2 {
+		t.Fatalf("received %v over TLS", spans)
+	}
+
+	u = startUploader(t, testConfig(tlsOut("")), t.TempDir())
+	feed(t, u, point.Tracing, spanRows(t, 2, 1))
+	waitFor(t, "a failed attempt", func() bool { return outputStats(u, "otlp").State == "failing" })
+	if st := outputStats(u, "otlp"); !strings.Contains(st.LastError, "certificate") {
+		t.Fatalf("without the CA: %q", st.LastError)
+	}
+	stopUploader(t, u)
 }
