@@ -217,7 +217,7 @@ func TestOutputsExampleIsValid(t *testing.T) {
 	if und := md.Undecoded(); len(und) > 0 {
 		t.Fatalf("example has unknown keys %v", und)
 	}
-	if len(file.IO.Outputs) != 3 {
+	if len(file.IO.Outputs) != 4 {
 		t.Fatalf("example outputs: %+v", file.IO.Outputs)
 	}
 	if err := file.IO.Validate(); err != nil {
