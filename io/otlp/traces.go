@@ -36,14 +36,15 @@ func Span(s *lprecord.Span) *tracepb.Span {
 	tid, sid := TraceID(s.TraceID), SpanID(s.SpanID)
 	start := max(s.Start, 0) * 1000
 	end := start + max(s.Duration, 0)*1000
+	name := spanName(s)
 	out := &tracepb.Span{
 		TraceId:           tid[:],
 		SpanId:            sid[:],
-		Name:              spanName(s),
+		Name:              name,
 		Kind:              kindOf(s),
 		StartTimeUnixNano: uint64(start),
 		EndTimeUnixNano:   uint64(end),
-		Attributes:        spanAttrs(s),
+		Attributes:        spanAttrs(s, name),
 	}
 	if s.ParentID != 0 {
 		pid := SpanID(s.ParentID)
@@ -114,17 +115,17 @@ func spanName(s *lprecord.Span) string {
 
 // spanAttrs: semantic-convention attributes where the row has the data, pinpoint.<key>
 // for everything else, so nothing the line protocol holds is lost.
-func spanAttrs(s *lprecord.Span) attrs {
+func spanAttrs(s *lprecord.Span, name string) attrs {
 	var a attrs
 	a.str("pinpoint.transaction_id", s.TraceID)
 	a.str("pinpoint.span_id", strconv.FormatInt(s.SpanID, 10))
 	a.str("pinpoint.service_type", s.ServiceType)
 	a.str("pinpoint.source_type", s.SourceType)
-	if name := spanName(s); name != s.Operation {
+	if name != s.Operation {
 		a.str("pinpoint.operation", s.Operation)
 	}
 	httpAttrs(&a, s)
-	targetAttrs(&a, s)
+	targetAttrs(&a, s, name)
 	if s.Partial {
 		a.bool("pinpoint.partial", true)
 	}
@@ -173,7 +174,7 @@ func httpAttrs(a *attrs, s *lprecord.Span) {
 // targetAttrs says what a span called or served: a database call's system, namespace and
 // query, a message broker's system, the peer of other calls; the resource when no
 // convention takes it.
-func targetAttrs(a *attrs, s *lprecord.Span) {
+func targetAttrs(a *attrs, s *lprecord.Span, name string) {
 	db := s.SourceType == "db" || s.SourceType == "cache"
 	if db {
 		a.str("db.system", dbSystem(s.ServiceType, s.SourceType))
@@ -191,7 +192,7 @@ func targetAttrs(a *attrs, s *lprecord.Span) {
 	default:
 		serverAttrs(a, s.Endpoint)
 	}
-	if s.Resource != spanName(s) && s.Resource != rawURL(s) {
+	if s.Resource != name && s.Resource != rawURL(s) {
 		a.str("pinpoint.resource", s.Resource)
 	}
 }
