@@ -320,7 +320,7 @@ func (o *OutputConfig) validateType(at string) []error {
 	}
 	switch o.Type {
 	case TypeDataway:
-		if err := validateHTTPURL(o.URL, exampleDatawayURL); err != nil {
+		if err := validateHTTPURL("url", o.URL, exampleDatawayURL); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", at, err))
 		} else if u, _ := url.Parse(o.URL); u.Query().Get("token") == "" {
 			errs = append(errs, fmt.Errorf("%s: url: missing the token query, e.g. %s", at, exampleDatawayURL))
@@ -328,10 +328,10 @@ func (o *OutputConfig) validateType(at string) []error {
 			errs = append(errs, fmt.Errorf("%s: url: the token is a placeholder (%s), not a DataWay token: put your workspace's token (tkn_...) in the url", at, p))
 		}
 	case TypeInfluxDB:
-		errs = appendIf(errs, prefixErr(at, validateHTTPURL(o.URL, exampleInfluxURL)))
+		errs = appendIf(errs, prefixErr(at, validateHTTPURL("url", o.URL, exampleInfluxURL)))
 		required("database", o.Database, " (db=)")
 	case TypeInfluxDB2:
-		errs = appendIf(errs, prefixErr(at, validateHTTPURL(o.URL, exampleInfluxURL)))
+		errs = appendIf(errs, prefixErr(at, validateHTTPURL("url", o.URL, exampleInfluxURL)))
 		required("org", o.Org, "")
 		required("bucket", o.Bucket, "")
 		required("token", o.Token.Reveal(), " (an API token with write access to the bucket)")
@@ -354,10 +354,10 @@ func prefixErr(at string, err error) error {
 	return fmt.Errorf("%s: %w", at, err)
 }
 
-// validateHTTPURL never quotes the URL back: it may hold a token.
-func validateHTTPURL(raw, example string) error {
+// validateHTTPURL checks the URL of key; it never quotes the URL back: it may hold a token.
+func validateHTTPURL(key, raw, example string) error {
 	if raw == "" {
-		return fmt.Errorf("url: required, e.g. %s", example)
+		return fmt.Errorf("%s: required, e.g. %s", key, example)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -365,13 +365,13 @@ func validateHTTPURL(raw, example string) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("url: not a valid URL (%v), e.g. %s", err, example)
+		return fmt.Errorf("%s: not a valid URL (%v), e.g. %s", key, err, example)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("url: scheme %q not supported, use http or https, e.g. %s", u.Scheme, example)
+		return fmt.Errorf("%s: scheme %q not supported, use http or https, e.g. %s", key, u.Scheme, example)
 	}
 	if u.Host == "" {
-		return fmt.Errorf("url: missing host, e.g. %s", example)
+		return fmt.Errorf("%s: missing host, e.g. %s", key, example)
 	}
 	return nil
 }

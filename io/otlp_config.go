@@ -30,9 +30,7 @@ func (o *OutputConfig) validateOTLP(at string) []error {
 			errs = append(errs, fmt.Errorf("%s: endpoint: %w", at, err))
 		}
 	case ProtocolHTTP:
-		if err := validateHTTPURL(o.Endpoint, exampleOTLPHTTP); err != nil {
-			errs = append(errs, fmt.Errorf("%s: endpoint: %s", at, strings.TrimPrefix(err.Error(), "url: ")))
-		}
+		errs = appendIf(errs, prefixErr(at, validateHTTPURL("endpoint", o.Endpoint, exampleOTLPHTTP)))
 	default:
 		errs = append(errs, fmt.Errorf("%s: protocol %q: allowed: %s, %s", at, o.Protocol, ProtocolGRPC, ProtocolHTTP))
 	}
