@@ -62,39 +62,40 @@ func (s *otlpSender) send(ctx context.Context, b *batch) (sendResult, error) {
 	if err != nil {
 		return sendResult{}, &sendError{msg: err.Error()}
 	}
-	var res sendResult
-	var req proto.Message
-	var items int
-	switch b.cat {
-	case point.Tracing:
-		spans, drops := lprecord.DecodeSpans(raw)
-		res.lost = unmapped(drops.Total(), drops.Err())
-		req, items = otlp.Traces(spans), len(spans)
-	case point.Metric:
-		rows, drops := lprecord.DecodeMetrics(raw)
-		m, empty := otlp.Metrics(rows)
-		res.lost = unmapped(drops.Total(), drops.Err())
-		res.lost = append(res.lost, unmapped(empty, errors.New("metric rows with no field that maps to an OTLP metric"))...)
-		req, items = m, len(rows)-empty
-	default:
-		return sendResult{lost: unmapped(b.points, fmt.Errorf("otlp takes no %s points", b.cat))}, nil
-	}
+	req, items, lost := mapBatch(b.cat, raw)
 	if items == 0 {
-		return res, nil
+		return sendResult{lost: lost}, nil
 	}
 	ex, err := s.exportOne(ctx, b.cat, req)
 	if err != nil {
 		return sendResult{}, err
 	}
-	res.bytes = ex.bytes
 	if ex.rejected > 0 {
 		// Metrics: the rejected data points, counted as points up to the rows sent.
-		n := int(min(ex.rejected, int64(items)))
-		res.lost = append(res.lost, loss{points: n, reason: dropRejected,
+		lost = append(lost, loss{points: int(min(ex.rejected, int64(items))), reason: dropRejected,
 			err: fmt.Errorf("otlp partial success: %d rejected: %s", ex.rejected, ex.msg)})
 	}
-	return res, nil
+	return sendResult{bytes: ex.bytes, lost: lost}, nil
 }
+
+// mapBatch reads a batch's rows back and maps them to an export request; items is the
+// rows the request holds, lost the rows that could not be mapped.
+func mapBatch(cat point.Category, raw []byte) (req proto.Message, items int, lost []loss) {
+	switch cat {
+	case point.Tracing:
+		spans, drops := lprecord.DecodeSpans(raw)
+		return otlp.Traces(spans), len(spans), unmapped(drops.Total(), drops.Err())
+	case point.Metric:
+		rows, drops := lprecord.DecodeMetrics(raw)
+		m, empty := otlp.Metrics(rows)
+		lost = unmapped(drops.Total(), drops.Err())
+		lost = append(lost, unmapped(empty, errNoMetric)...)
+		return m, len(rows) - empty, lost
+	}
+	return nil, 0, unmapped(lineCount(raw), fmt.Errorf("otlp takes no %s points", cat))
+}
+
+var errNoMetric = errors.New("metric rows with no field that maps to an OTLP metric")
 
 func (s *otlpSender) exportOne(ctx context.Context, cat point.Category, req proto.Message) (exported, error) {
 	if cat == point.Tracing {
