@@ -41,7 +41,7 @@ var mainEnvKeys = map[string]string{
 	"http_api.listen": EnvHTTPListen,
 	"log.level":       EnvLogLevel,
 	"global_tags":     EnvGlobalHostTags + " (adds)",
-	"io.outputs":      EnvDataway + " (dataway outputs), " + EnvOTLPEndpoint + ", " + EnvOTLPProtocol + ", " + EnvOTLPHeaders + " (an otlp output)",
+	"io.outputs":      EnvDataway + " (dataway outputs), `" + EnvOTLPEndpoint + "`, `" + EnvOTLPProtocol + "`, `" + EnvOTLPHeaders + "` (an otlp output)",
 }
 
 // writer accumulates the document; docs carries each table's doc tag from its parent's
