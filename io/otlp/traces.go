@@ -180,7 +180,7 @@ func targetAttrs(a *attrs, s *lprecord.Span, name string) {
 		a.str("db.system", dbSystem(s.ServiceType, s.SourceType))
 	}
 	if s.SourceType == "message_queue" {
-		a.str("messaging.system", messagingSystem(s.ServiceType))
+		a.str("messaging.system", messagingSystems.of(s.ServiceType))
 	}
 	switch {
 	case s.SourceType == "db" && s.Kind == "exit":
@@ -224,8 +224,21 @@ func serverAttrs(a *attrs, hostPort string) {
 	}
 }
 
-// dbSystems maps service type name prefixes to db.system values.
-var dbSystems = [...]struct{ prefix, system string }{
+// prefixTable maps service type name prefixes to attribute values.
+type prefixTable []struct{ prefix, value string }
+
+// of is the value of the first prefix serviceType starts with, "" when none.
+func (t prefixTable) of(serviceType string) string {
+	for _, p := range t {
+		if strings.HasPrefix(serviceType, p.prefix) {
+			return p.value
+		}
+	}
+	return ""
+}
+
+// dbSystems are the db.system values of database and cache service types.
+var dbSystems = prefixTable{
 	{"MYSQL", "mysql"}, {"MARIADB", "mariadb"}, {"POSTGRESQL", "postgresql"}, {"ORACLE", "oracle"},
 	{"MSSQL", "mssql"}, {"JTDS", "mssql"}, {"CUBRID", "cubrid"}, {"H2", "h2"}, {"DERBY", "derby"},
 	{"SQLITE", "sqlite"}, {"MONGO", "mongodb"}, {"REDIS", "redis"}, {"MEMCACHED", "memcached"},
@@ -233,30 +246,17 @@ var dbSystems = [...]struct{ prefix, system string }{
 	{"DB2", "db2"}, {"INFORMIX", "informix"}, {"HBASE", "hbase"}, {"COUCHDB", "couchdb"},
 }
 
-// dbSystem: the database a service type names; a database type apmkit does not know is
-// "other_sql", a cache type it does not know has none.
-func dbSystem(serviceType, sourceType string) string {
-	for _, d := range dbSystems {
-		if strings.HasPrefix(serviceType, d.prefix) {
-			return d.system
-		}
-	}
-	if sourceType == "db" {
-		return "other_sql"
-	}
-	return ""
-}
-
-var messagingSystems = [...]struct{ prefix, system string }{
+// messagingSystems are the messaging.system values of message broker service types.
+var messagingSystems = prefixTable{
 	{"KAFKA", "kafka"}, {"RABBITMQ", "rabbitmq"}, {"ROCKETMQ", "rocketmq"}, {"ACTIVEMQ", "activemq"},
 	{"PULSAR", "pulsar"},
 }
 
-func messagingSystem(serviceType string) string {
-	for _, m := range messagingSystems {
-		if strings.HasPrefix(serviceType, m.prefix) {
-			return m.system
-		}
+// dbSystem: the database a service type names; a database type apmkit does not know is
+// "other_sql", a cache type it does not know has none.
+func dbSystem(serviceType, sourceType string) string {
+	if sys := dbSystems.of(serviceType); sys != "" || sourceType != "db" {
+		return sys
 	}
-	return ""
+	return "other_sql"
 }
