@@ -71,23 +71,14 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-// binary finds bin/jaeger: $APMKIT_JAEGER, else bin/jaeger in the repository (the folder of
+// binary finds Jaeger: $APMKIT_JAEGER, else bin/jaeger in the repository (the folder of
 // go.mod above the test's working directory).
 func binary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("APMKIT_JAEGER"); p != "" {
-		return p
+	bin := os.Getenv("APMKIT_JAEGER")
+	if bin == "" {
+		bin = filepath.Join(repoRoot(), "bin", "jaeger")
 	}
-	dir, _ := os.Getwd()
-	for ; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			break
-		}
-	}
-	bin := filepath.Join(dir, "bin", "jaeger")
 	if _, err := os.Stat(bin); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%s not found: run `make tools` (make test does) to build Jaeger", bin)
@@ -95,6 +86,17 @@ func binary(t testing.TB) string {
 		t.Skipf("%s not found (`make tools` builds it); skipping a test against a real Jaeger", bin)
 	}
 	return bin
+}
+
+// repoRoot is the nearest folder above the working directory with a go.mod.
+func repoRoot() string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil || filepath.Dir(dir) == dir {
+			return dir
+		}
+		dir = filepath.Dir(dir)
+	}
 }
 
 func freeAddr(t testing.TB) string {
