@@ -108,7 +108,7 @@ func applyOTLPEnv(m *Main, env map[string]string, set map[string]string) error {
 	var from []string
 	if endpoint != "" {
 		o.Endpoint = endpoint
-		from = append(from, EnvOTLPEndpoint+"="+maskEndpoint(endpoint))
+		from = append(from, EnvOTLPEndpoint+"="+secret.Endpoint(endpoint))
 	}
 	if protocol != "" {
 		o.Protocol = protocol
@@ -130,14 +130,6 @@ func applyOTLPEnv(m *Main, env map[string]string, set map[string]string) error {
 		set[fmt.Sprintf("io.outputs[%d]", i)] = strings.Join(from, " ")
 	}
 	return nil
-}
-
-// maskEndpoint masks a URL endpoint's secrets; host:port has none.
-func maskEndpoint(ep string) string {
-	if strings.Contains(ep, "://") {
-		return secret.URL(ep)
-	}
-	return ep
 }
 
 // parseOTLPHeaders reads OpenTelemetry's header list: key=value pairs separated by commas,

@@ -78,7 +78,7 @@ func masked(v reflect.Value) reflect.Value {
 			case fv.Kind() == reflect.String && f.key == "url":
 				fv.SetString(MaskURL(fv.String()))
 			case fv.Kind() == reflect.String && f.key == "endpoint":
-				fv.SetString(maskEndpoint(fv.String()))
+				fv.SetString(secret.Endpoint(fv.String()))
 			case f.key == "headers" && fv.Type() == reflect.TypeOf(map[string]string(nil)):
 				fv.Set(reflect.ValueOf(secret.Headers(fv.Interface().(map[string]string))))
 			default:

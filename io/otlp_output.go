@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
+	"github.com/apmkit/apmkit/internal/secret"
 	"github.com/apmkit/apmkit/io/lprecord"
 	"github.com/apmkit/apmkit/io/otlp"
 	"github.com/apmkit/apmkit/point"
@@ -39,10 +39,7 @@ type exported struct {
 }
 
 func newOTLPSender(cfg OutputConfig, codec *gzipCodec) (*otlpSender, error) {
-	s := &otlpSender{masked: cfg.Endpoint, proto: cfg.Protocol}
-	if strings.Contains(cfg.Endpoint, "://") { // host:port is no URL and holds no secret
-		s.masked = maskURL(cfg.Endpoint)
-	}
+	s := &otlpSender{masked: secret.Endpoint(cfg.Endpoint), proto: cfg.Protocol}
 	var err error
 	if cfg.Protocol == ProtocolHTTP {
 		s.export, err = newOTLPHTTP(cfg, codec)
