@@ -1,6 +1,6 @@
 // Package io is apmkit's uploader: line protocol encoded where points are fed, batched per
 // category within a memory budget in bytes, and independent outputs (dataway, influxdb,
-// influxdb2, file), each with retries, a disk spill that survives restarts, and counts of
+// influxdb2, file, otlp), each with retries, a disk spill that survives restarts, and counts of
 // everything it sends or loses.
 //
 //	Feed (caller's goroutine: validate, encode) -> category intake (open batch, cut by
