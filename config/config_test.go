@@ -211,6 +211,10 @@ func TestBadConfigs(t *testing.T) {
 			[]string{"ENV_DATAWAY=ftp://h?token=tkn_****cdef: io.outputs[0]"}},
 		{"placeholder dataway token", "", "", []string{"ENV_DATAWAY=https://openway.guance.com?token=tkn_REPLACE_ME"},
 			[]string{"ENV_DATAWAY=", "placeholder (REPLACE_ME)"}},
+		{"env otlp protocol", "", "", []string{"OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"},
+			[]string{`OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=http/json: io.outputs[0] (otlp): protocol "http/json": allowed: grpc, http/protobuf`}},
+		{"env otlp headers", "", "", []string{"OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4317", "OTEL_EXPORTER_OTLP_HEADERS=api-key"},
+			[]string{`OTEL_EXPORTER_OTLP_HEADERS: "****" is not key=value (format: key1=value1,key2=value2)`}},
 		{"same address twice", "x.conf", "[[inputs.testin]]\naddress = \"127.0.0.1:7\"\n[[inputs.testin]]\naddress = \"0.0.0.0:7\"\n", nil,
 			[]string{"x.conf: [[inputs.testin]] #1 address", "x.conf: [[inputs.testin]] #2 address", `"0.0.0.0:7"`, "two inputs listen on the same address"}},
 		{"same address from the environment", "x.conf", "[[inputs.testin]]\n[[inputs.testin]]\n", []string{"ENV_INPUT_TESTIN_ADDRESS=127.0.0.1:8"},
@@ -388,6 +392,51 @@ func TestMainEnv(t *testing.T) {
 	want := "influxdb http://127.0.0.1:8086|dataway https://a.example?token=tkn_a|dataway https://b.example?token=tkn_b"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("outputs %q", got)
+	}
+}
+
+// The OpenTelemetry variables set the file's otlp output (its other keys stay), or add one.
+func TestOTLPEnv(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "apmkit.conf", `
+[[io.outputs]]
+  type = "file"
+[[io.outputs]]
+  type = "otlp"
+  endpoint = "127.0.0.1:4317"
+  categories = ["tracing"]
+  [io.outputs.headers]
+    X-Tenant = "file"
+    X-Team = "a"
+`)
+	cfg := mustLoad(t, dir,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=https://collector.example:4318/base",
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20tok-secret-123 , X-Tenant=env",
+	)
+	o := cfg.Main.IO.Outputs[1]
+	want := map[string]string{"Authorization": "Bearer tok-secret-123", "X-Tenant": "env", "X-Team": "a"}
+	if len(cfg.Main.IO.Outputs) != 2 || o.Endpoint != "https://collector.example:4318/base" || o.Protocol != "http/protobuf" ||
+		!reflect.DeepEqual(o.Headers, want) || !reflect.DeepEqual(o.Categories, []string{"tracing"}) {
+		t.Fatalf("outputs %+v", cfg.Main.IO.Outputs)
+	}
+	text, err := cfg.Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(text, "tok-secret") || !strings.Contains(text, `Authorization = "Bear****-123"`) {
+		t.Fatalf("header not masked:\n%s", text)
+	}
+
+	// No otlp output in the file: the endpoint adds one, on apmkit's default protocol.
+	cfg = mustLoad(t, t.TempDir(), "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317")
+	if got := cfg.Main.IO.Outputs; len(got) != 1 || got[0].Type != "otlp" || got[0].Endpoint != "http://127.0.0.1:4317" || got[0].Protocol != "grpc" {
+		t.Fatalf("outputs %+v", got)
+	}
+	// Without an endpoint, an SDK's protocol or headers variable turns nothing on.
+	cfg = mustLoad(t, t.TempDir(), "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_HEADERS=a=b")
+	if got := cfg.Main.IO.Outputs; len(got) != 0 {
+		t.Fatalf("outputs %+v", got)
 	}
 }
 

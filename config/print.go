@@ -78,6 +78,8 @@ func masked(v reflect.Value) reflect.Value {
 				fv.SetString(secret.Mask(fv.String()))
 			case fv.Kind() == reflect.String && (f.key == "url" || strings.HasSuffix(f.key, "_url")):
 				fv.SetString(MaskURL(fv.String()))
+			case fv.Kind() == reflect.String && f.key == "endpoint":
+				fv.SetString(secret.Endpoint(fv.String()))
 			case f.key == "headers" && fv.Type() == reflect.TypeOf(map[string]string(nil)):
 				fv.Set(reflect.ValueOf(secret.Headers(fv.Interface().(map[string]string))))
 			default:

@@ -1,6 +1,6 @@
 // Package io is apmkit's uploader: line protocol encoded where points are fed, batched per
 // category within a memory budget in bytes, and independent outputs (dataway, influxdb,
-// influxdb2, file), each with retries, a disk spill that survives restarts, and counts of
+// influxdb2, file, otlp), each with retries, a disk spill that survives restarts, and counts of
 // everything it sends or loses.
 //
 //	Feed (caller's goroutine: validate, encode) -> category intake (open batch, cut by
@@ -146,7 +146,7 @@ func (u *Uploader) buildOutputs() error {
 }
 
 func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
-	s, err := newSender(oc)
+	s, err := newSender(oc, u.codec)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +176,7 @@ func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
 	return newOutputWorker(oc, s, spill, counters, drops, u.budget.max/4, log), nil
 }
 
-func newSender(oc OutputConfig) (sender, error) {
+func newSender(oc OutputConfig, codec *gzipCodec) (sender, error) {
 	switch oc.Type {
 	case TypeDataway:
 		return newDatawaySender(oc)
@@ -186,6 +186,8 @@ func newSender(oc OutputConfig) (sender, error) {
 		return newInfluxDB2Sender(oc)
 	case TypeFile:
 		return newFileSender(oc)
+	case TypeOTLP:
+		return newOTLPSender(oc, codec)
 	}
 	return nil, fmt.Errorf("unknown type %q", oc.Type) // Validate makes this unreachable
 }
