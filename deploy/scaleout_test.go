@@ -38,7 +38,7 @@ func checkScaleOut(files map[string]string) []error {
 		return []error{errors.New("no Deployment apmkit")}
 	}
 	var spec struct {
-		Replicas int `yaml:"replicas"`
+		Replicas     int `yaml:"replicas"`
 		workloadSpec `yaml:",inline"`
 	}
 	if err := dep.Spec.Decode(&spec); err != nil {
