@@ -86,11 +86,14 @@ const (
 	opScan
 	opPing
 	opSweep
+	opTake
+	opPublish
+	opSubscribe
 	numRedisOps
 )
 
 func (o redisOp) String() string {
-	return [numRedisOps]string{"get", "set", "delete", "scan", "ping", "sweep"}[o]
+	return [numRedisOps]string{"get", "set", "delete", "scan", "ping", "sweep", "take", "publish", "subscribe"}[o]
 }
 
 // Sizes of the Redis backend's bounded steps.
@@ -155,8 +158,10 @@ func OpenRedis(cfg Config, log *slog.Logger, opts ...RedisOption) (*Redis, error
 	return r, nil
 }
 
-// Namespace implements Backend.
-func (r *Redis) Namespace(name string) Store { return newNamespace(r, name) }
+// Namespace implements Backend. Its stores are cache.Shared (redisshared.go).
+func (r *Redis) Namespace(name string) Store {
+	return redisNamespace{namespace: newNamespace(r, name), r: r, name: name}
+}
 
 // MoveNamespace moves every live key of namespace from into namespace to (see Backend),
 // one key at a time: another replica may see a key in both namespaces for a moment.
@@ -302,13 +307,9 @@ func (r *Redis) kept(err error) error {
 // redisSet runs setScript. The TTL is rounded up to whole milliseconds, Redis' unit, so a
 // short TTL never becomes "keep".
 func (r *Redis) redisSet(key, val []byte, ttl time.Duration) error {
-	ms := ttl.Milliseconds()
-	if ttl%time.Millisecond != 0 {
-		ms++
-	}
 	ctx, cancel := r.ctx()
 	defer cancel()
-	stored, err := setScript.Run(ctx, r.client, r.keys.all(key), key, val, ms, r.cfg.capacityBytes(),
+	stored, err := setScript.Run(ctx, r.client, r.keys.all(key), key, val, roundUpMs(ttl), r.cfg.capacityBytes(),
 		r.keys.dataPrefix(), redisSweepLimit).Int()
 	if err != nil {
 		return r.fail(opSet, err)

@@ -1,6 +1,10 @@
 package cache
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // redisKeys is the Redis backend's key layout. A full key F (namespace prefix included,
 // see namespace.go; binary, any bytes) is stored under data(F); beside the data, four keys
@@ -25,6 +29,11 @@ func (k redisKeys) dataPrefix() string      { return k.tag + "k" }
 func (k redisKeys) data(full []byte) string { return k.tag + "k" + string(full) }
 func (k redisKeys) index() string           { return k.tag + "i" }
 func (k redisKeys) used() string            { return k.tag + "u" }
+
+// channel is the pub/sub channel name of a namespace's channel (Shared.Publish).
+func (k redisKeys) channel(namespace, name string) string {
+	return k.tag + "c" + strconv.Itoa(len(namespace)) + ":" + namespace + ":" + name
+}
 
 // all is the KEYS of the write scripts: the data key of full, then the four others.
 func (k redisKeys) all(full []byte) []string {
@@ -66,10 +75,10 @@ local function sweep(dataprefix, index, expiry, sizes, used, limit)
 end
 `
 
-// setScript stores a value: KEYS = redisKeys.all, ARGV = F, value, TTL in ms (0: none),
-// capacity in bytes (0: none), the data key prefix, the sweep limit. It returns 1, or 0
-// when the value does not fit the capacity even after sweeping expired keys.
-var setScript = redis.NewScript(luaCommon + `
+// luaSet is the body of setScript: ARGV = F, value, TTL in ms (0: none), capacity in bytes
+// (0: none), the data key prefix, the sweep limit. It returns 1, or 0 when the value does
+// not fit the capacity even after sweeping expired keys.
+const luaSet = `
 local f, val, ttl, cap = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local size = #f + #val
 local function fits()
@@ -93,6 +102,30 @@ redis.call('ZADD', KEYS[2], 0, f)
 redis.call('HSET', KEYS[4], f, size)
 redis.call('INCRBY', KEYS[5], size - old)
 return 1
+`
+
+// setScript stores a value: KEYS = redisKeys.all, ARGV as luaSet.
+var setScript = redis.NewScript(luaCommon + luaSet)
+
+// setIfAbsentScript stores a value unless the key holds one: KEYS and ARGV as setScript.
+// It returns {0, the value there} when the key exists, else what luaSet returns.
+var setIfAbsentScript = redis.NewScript(luaCommon + `
+local cur = redis.call('GET', KEYS[1])
+if cur then return {0, cur} end
+` + luaSet)
+
+// takeScript deletes a key and returns its value, false when it is absent: KEYS =
+// redisKeys.all, ARGV = F. One script, so of replicas taking one key exactly one gets it.
+var takeScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local old = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('DECRBY', KEYS[5], old)
+return v
 `)
 
 // deleteScript removes a key: KEYS = redisKeys.all, ARGV = F.

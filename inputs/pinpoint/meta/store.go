@@ -224,6 +224,9 @@ func (s *Store) PutExceptions(agent AgentKey, m *pb.PExceptionMetaData) error {
 		if s.opts.OnPut != nil {
 			s.opts.OnPut(agent)
 		}
+		if s.opts.OnStored != nil {
+			s.opts.OnStored(agent)
+		}
 	}
 	return errors.Join(errs...)
 }

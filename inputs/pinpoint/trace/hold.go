@@ -45,10 +45,17 @@ func (a *Assembler) release(ctx context.Context, u *unit) error {
 	u.missing = slices.Clone(conv.res.misses)
 	u.deadline = a.opts.Now().Add(a.opts.MetadataWait).UnixMilli()
 	u.size = unitSize(u)
+	agent, missing := u.sender.AgentKey, u.missing // u is the queue's once pushed
 	evicted, held := a.held.push(u)
 	var errs []error
 	if held {
 		a.c.heldForMetadata.Add(1)
+		// Metadata stored between the lookup above and the push announced itself before
+		// the unit was there to be woken (another replica's announcement, or this one's
+		// OnPut): look once more now that it is.
+		if resolvable(a.opts.Meta, agent, missing) {
+			a.MetadataArrived(agent)
+		}
 	} else {
 		a.c.heldOverflow.Add(1)
 		errs = append(errs, a.emit(ctx, u, sp, &conv.res.count))
