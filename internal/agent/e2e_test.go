@@ -29,7 +29,7 @@ func startAgent(t *testing.T, dataDir string, pinpointConf string) (*Agent, *pin
 }
 
 // startAgentMain is startAgent with the main config given.
-func startAgentMain(t *testing.T, dataDir, main, pinpointConf string) (*Agent, *pinpoint.Input) {
+func startAgentMain(t testing.TB, dataDir, main, pinpointConf string) (*Agent, *pinpoint.Input) {
 	t.Helper()
 	a := startAgentConf(t, dataDir, main, `[[inputs.pinpoint]]
   address = "127.0.0.1:0"
@@ -40,7 +40,7 @@ func startAgentMain(t *testing.T, dataDir, main, pinpointConf string) (*Agent, *
 }
 
 // startAgentConf runs a whole apmkit with the main config and pinpoint.conf given.
-func startAgentConf(t *testing.T, dataDir, main, pinpointConf string) *Agent {
+func startAgentConf(t testing.TB, dataDir, main, pinpointConf string) *Agent {
 	t.Helper()
 	confDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(confDir, "pinpoint.conf"), []byte(pinpointConf), 0o644); err != nil {
@@ -64,7 +64,7 @@ func startAgentConf(t *testing.T, dataDir, main, pinpointConf string) *Agent {
 	return a
 }
 
-func stopAgent(t *testing.T, a *Agent) {
+func stopAgent(t testing.TB, a *Agent) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -122,7 +122,7 @@ func readOutput(t *testing.T, dataDir string, cat point.Category) []*point.Point
 	return pts
 }
 
-func recordings(t *testing.T) []*replay.Recording {
+func recordings(t testing.TB) []*replay.Recording {
 	t.Helper()
 	recs, err := replay.All()
 	if err != nil {

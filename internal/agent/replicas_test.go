@@ -35,13 +35,13 @@ type replica struct {
 // another received is released by the other's announcement, not by its wait running out.
 const replicaConf = "  alias = \"pinpoint\"\n  metadata_wait = \"2m\"\n"
 
-func startReplica(t *testing.T, redisURL, dataDir string) *replica {
+func startReplica(t testing.TB, redisURL, dataDir string) *replica {
 	t.Helper()
 	return startReplicaConf(t, redisURL, dataDir, replicaConf)
 }
 
 // startReplicaConf starts a replica with the pinpoint options given.
-func startReplicaConf(t *testing.T, redisURL, dataDir, pinpointConf string) *replica {
+func startReplicaConf(t testing.TB, redisURL, dataDir, pinpointConf string) *replica {
 	t.Helper()
 	main := fmt.Sprintf("[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n[cache]\nredis_url = %q\n", redisURL)
 	a, in := startAgentMain(t, dataDir, main, pinpointConf)

@@ -22,7 +22,7 @@ func byTrace(pts []*point.Point) traceSet {
 	return out
 }
 
-func recording(t *testing.T, name string) *replay.Recording {
+func recording(t testing.TB, name string) *replay.Recording {
 	t.Helper()
 	for _, r := range recordings(t) {
 		if r.Name == name {
