@@ -66,34 +66,25 @@ func (r *row) time() (int64, error) {
 // DecodeSpans reads a tracing batch: every `pinpoint` row is a Span; other rows are
 // dropped and counted.
 func DecodeSpans(raw []byte) ([]Span, Drops) {
-	var out []Span
-	var drops Drops
-	r := newRows(raw)
-	for r.next() {
-		name, err := r.measurement()
-		switch {
-		case err != nil:
-			drops.add(Syntax, r.line, err)
-			continue
-		case name != SpanRows:
-			drops.add(UnknownMeasurement, r.line, fmt.Errorf("%w %q in a tracing batch", errUnknownMeasurement, name))
-			continue
-		}
-		s, reason, err := r.span()
-		if err != nil {
-			drops.add(reason, r.line, err)
-			continue
-		}
-		out = append(out, s)
-	}
-	return out, drops
+	return decodeRows(raw, "tracing", func(name string) bool { return name == SpanRows },
+		func(r *row, _ string) (Span, Reason, error) { return r.span() })
 }
 
 // DecodeMetrics reads a metric batch: every pinpoint_jvm, pinpoint_uri,
 // pinpoint_datasource and pinpoint_agent row is a Metric; other rows are dropped and
 // counted.
 func DecodeMetrics(raw []byte) ([]Metric, Drops) {
-	var out []Metric
+	return decodeRows(raw, "metric", func(name string) bool { return name == JVM || name == URI || name == DataSource || name == Agent },
+		func(r *row, name string) (Metric, Reason, error) {
+			m, err := r.metric(name)
+			return m, Syntax, err
+		})
+}
+
+// decodeRows reads the rows of a batch of one category: rows of a measurement known
+// refuses are dropped as unknown, rows read fails on with the reason it gives.
+func decodeRows[T any](raw []byte, category string, known func(name string) bool, read func(r *row, name string) (T, Reason, error)) ([]T, Drops) {
+	var out []T
 	var drops Drops
 	r := newRows(raw)
 	for r.next() {
@@ -102,16 +93,16 @@ func DecodeMetrics(raw []byte) ([]Metric, Drops) {
 		case err != nil:
 			drops.add(Syntax, r.line, err)
 			continue
-		case name != JVM && name != URI && name != DataSource && name != Agent:
-			drops.add(UnknownMeasurement, r.line, fmt.Errorf("%w %q in a metric batch", errUnknownMeasurement, name))
+		case !known(name):
+			drops.add(UnknownMeasurement, r.line, fmt.Errorf("%w %q in a %s batch", errUnknownMeasurement, name, category))
 			continue
 		}
-		m, err := r.metric(name)
+		v, reason, err := read(r, name)
 		if err != nil {
-			drops.add(Syntax, r.line, err)
+			drops.add(reason, r.line, err)
 			continue
 		}
-		out = append(out, m)
+		out = append(out, v)
 	}
 	return out, drops
 }
