@@ -186,10 +186,12 @@ func TestRefresherRunsAndStops(t *testing.T) {
 	s, db, clk := storeWithRun(t, time.Hour)
 	s.opts.RefreshEvery = time.Millisecond
 	s.Stop() // before Start: nothing to do
-	s.Start()
-	s.Start()
+	// Counted and touched before Start: a pass that ran before the count was taken would
+	// have refreshed the run, and the fake clock never makes it due again.
 	before := db.count()
 	s.Touch(frontend)
+	s.Start()
+	s.Start()
 	deadline := time.Now().Add(30 * time.Second)
 	for db.count() == before {
 		if time.Now().After(deadline) {
