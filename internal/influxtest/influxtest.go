@@ -9,17 +9,16 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apmkit/apmkit/internal/proctest"
 	"github.com/apmkit/apmkit/point"
 )
 
@@ -42,54 +41,22 @@ type Options struct {
 // (CI=true), where a missing server must fail the build rather than silently skip.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("influxd")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("influxd not found: install the Debian package `influxdb` (apt-get install influxdb)")
-		}
-		t.Skip("influxd not found (install the Debian package `influxdb`); skipping a test against a real InfluxDB")
-	}
+	bin := proctest.LookPath(t, "influxd",
+		"influxd not found: install the Debian package `influxdb` (apt-get install influxdb)",
+		"influxd not found (install the Debian package `influxdb`); skipping a test against a real InfluxDB")
 	dir := t.TempDir()
-	httpAddr, rpcAddr := freeAddr(t), freeAddr(t)
+	httpAddr, rpcAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	conf := filepath.Join(dir, "influxdb.conf")
 	if err := os.WriteFile(conf, []byte(config(dir, httpAddr, rpcAddr, opts)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "influxd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-config", conf)
-	cmd.Stdout, cmd.Stderr = logFile, logFile // files: no copying goroutines for goleak to find
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start influxd: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	s := &Server{URL: "http://" + httpAddr, client: &http.Client{Transport: &http.Transport{}, Timeout: 60 * time.Second}}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		_ = logFile.Close()
-		s.client.CloseIdleConnections()
-		if t.Failed() {
-			logs, _ := os.ReadFile(logPath)
-			t.Logf("influxd log:\n%s", tailOf(logs, 8<<10))
-		}
-	})
-	s.waitReady(t, exited)
-	return s
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Cleanup(s.client.CloseIdleConnections) // after the kill: cleanups run last first
+	p := proctest.Run(t, "influxd", filepath.Join(dir, "influxd.log"), bin, "-config", conf)
+	if err := p.WaitReady(30*time.Second, s.ping); err != nil {
+		t.Fatalf("influxd %v", err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return s
 }
 
 // config keeps everything in dir, listens on loopback only and turns off reporting and
@@ -150,27 +117,17 @@ bind-address = %q
 `, rpcAddr, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpAddr, opts.Auth)
 }
 
-func (s *Server) waitReady(t testing.TB, exited <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("influxd exited early: %v", err)
-		default:
-		}
-		resp, err := s.client.Get(s.URL + "/ping")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("influxd did not answer /ping: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+// ping is nil once influxd answers /ping.
+func (s *Server) ping() error {
+	resp, err := s.client.Get(s.URL + "/ping")
+	if err != nil {
+		return err
 	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("/ping: HTTP %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // Query runs InfluxQL with nanosecond epochs and returns the decoded body; numbers stay
@@ -304,13 +261,6 @@ func (s *Server) CountBy(t testing.TB, db, measurement, field, tag string) map[s
 		out[key] += n
 	}
 	return out
-}
-
-func tailOf(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
 
 // Counts is what a store holds: rows per measurement, and span rows (measurement

@@ -8,15 +8,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/apmkit/apmkit/internal/proctest"
 )
 
 // Server is a running Jaeger.
@@ -35,39 +35,22 @@ func Start(t testing.TB) *Server {
 	bin := binary(t)
 	dir := t.TempDir()
 	s := &Server{
-		OTLPGRPC: freeAddr(t),
-		OTLPHTTP: "http://" + freeAddr(t),
-		Query:    "http://" + freeAddr(t),
-		health:   "http://" + freeAddr(t),
+		OTLPGRPC: proctest.FreeAddr(t),
+		OTLPHTTP: "http://" + proctest.FreeAddr(t),
+		Query:    "http://" + proctest.FreeAddr(t),
+		health:   "http://" + proctest.FreeAddr(t),
 		client:   &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second},
 	}
 	conf := filepath.Join(dir, "jaeger.yaml")
-	if err := os.WriteFile(conf, []byte(s.config(freeAddr(t))), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(s.config(proctest.FreeAddr(t))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "jaeger.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
+	t.Cleanup(s.client.CloseIdleConnections) // after the kill: cleanups run last first
+	p := proctest.Run(t, "jaeger", filepath.Join(dir, "jaeger.log"), bin, "--config", conf)
+	// The deadline only bounds a broken start.
+	if err := p.WaitReady(60*time.Second, s.healthy); err != nil {
+		t.Fatalf("jaeger %v", err)
 	}
-	cmd := exec.Command(bin, "--config", conf)
-	cmd.Stdout, cmd.Stderr = logFile, logFile // files: no copying goroutines for goleak to find
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start jaeger: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		_ = logFile.Close()
-		s.client.CloseIdleConnections()
-		if t.Failed() {
-			logs, _ := os.ReadFile(logPath)
-			t.Logf("jaeger log:\n%s", logs[max(0, len(logs)-8<<10):])
-		}
-	})
-	s.waitReady(t, exited)
 	return s
 }
 
@@ -80,10 +63,9 @@ func binary(t testing.TB) string {
 		bin = filepath.Join(repoRoot(), "bin", "jaeger")
 	}
 	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found: run `make tools` (make test does) to build Jaeger", bin)
-		}
-		t.Skipf("%s not found (`make tools` builds it); skipping a test against a real Jaeger", bin)
+		proctest.Missing(t,
+			fmt.Sprintf("%s not found: run `make tools` (make test does) to build Jaeger", bin),
+			fmt.Sprintf("%s not found (`make tools` builds it); skipping a test against a real Jaeger", bin))
 	}
 	return bin
 }
@@ -97,16 +79,6 @@ func repoRoot() string {
 		}
 		dir = filepath.Dir(dir)
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // config is a Jaeger v2 configuration: OTLP gRPC and HTTP receivers straight into an
@@ -157,30 +129,18 @@ exporters:
 `, host(s.Query), queryGRPC, host(s.health), s.OTLPGRPC, host(s.OTLPHTTP))
 }
 
-// waitReady polls the health check until Jaeger says it is up; the deadline only bounds a
-// broken start.
-func (s *Server) waitReady(t testing.TB, exited <-chan error) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("jaeger exited early: %v", err)
-		default:
-		}
-		resp, err := s.client.Get(s.health + "/status")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"StatusOK"`)) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("jaeger not ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+// healthy is nil once Jaeger's health check says it is up.
+func (s *Server) healthy() error {
+	resp, err := s.client.Get(s.health + "/status")
+	if err != nil {
+		return err
 	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"StatusOK"`)) {
+		return fmt.Errorf("/status: HTTP %d: %s", resp.StatusCode, body)
+	}
+	return nil
 }
 
 // get fetches a query API path into out; an error or a non-200 answer fails the test.

@@ -20,7 +20,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -29,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apmkit/apmkit/internal/proctest"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
@@ -59,28 +59,17 @@ type Server struct {
 	dir  string
 
 	mu    sync.Mutex
-	proc  *process // nil while stopped
-	slots bool     // cluster mode: the node owns the slots, so it must report the cluster ok
-}
-
-// process is one run of redis-server.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan error
+	proc  *proctest.Process // nil while stopped
+	slots bool              // cluster mode: the node owns the slots, so it must report the cluster ok
 }
 
 // binary returns the redis-server path. Without it the test is skipped, except in CI
 // (CI=true), where a missing server must fail the build rather than silently skip.
 func binary(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server not found: install the Debian package `redis-server` (apt-get install redis-server)")
-		}
-		t.Skip("redis-server not found (install the Debian package `redis-server`); skipping a test against a real Redis")
-	}
-	return bin
+	return proctest.LookPath(t, "redis-server",
+		"redis-server not found: install the Debian package `redis-server` (apt-get install redis-server)",
+		"redis-server not found (install the Debian package `redis-server`); skipping a test against a real Redis")
 }
 
 // Start runs redis-server for the test; it is killed when the test ends.
@@ -92,9 +81,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	t.Cleanup(func() {
 		s.kill()
-		if t.Failed() {
-			t.Logf("redis-server log:\n%s", s.logTail())
-		}
+		proctest.LogIfFailed(t, "redis-server", s.logPath())
 	})
 	s.start(t)
 	if opts.Cluster {
@@ -107,12 +94,7 @@ func Start(t testing.TB, opts Options) *Server {
 // address of a Redis that is not there.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return proctest.FreeAddr(t)
 }
 
 // args is the command line: loopback only, files in dir, persistence and cluster mode as
@@ -127,7 +109,7 @@ func (s *Server) args() []string {
 	}
 	args := append(portArgs,
 		"--bind", "127.0.0.1", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"), "--daemonize", "no",
+		"--logfile", s.logPath(), "--daemonize", "no",
 		"--save", "", "--appendonly", "no",
 	)
 	if s.opts.Persist {
@@ -149,17 +131,10 @@ func (s *Server) start(t testing.TB) {
 	if s.proc != nil {
 		t.Fatal("redistest: redis-server is already running")
 	}
-	// Stdout and stderr stay nil (/dev/null): Redis logs to its file, and no copying
-	// goroutine is left for goleak to find.
-	cmd := exec.Command(s.bin, s.args()...)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	p := &process{cmd: cmd, exited: make(chan error, 1)}
-	go func() { p.exited <- cmd.Wait() }()
-	s.proc = p
-	if err := waitReady(s.Addr, s.Password, s.opts.TLS, s.slots, p.exited); err != nil {
-		t.Fatalf("redis-server at %s: %v\nlog:\n%s", s.Addr, err, s.logTail())
+	// No output file: Redis logs to its own file.
+	s.proc = proctest.Start(t, "redis-server", "", s.bin, s.args()...)
+	if err := waitReady(s.proc, s.Addr, s.Password, s.opts.TLS, s.slots); err != nil {
+		t.Fatalf("redis-server at %s: %v\nlog:\n%s", s.Addr, err, proctest.Tail(s.logPath()))
 	}
 }
 
@@ -183,8 +158,7 @@ func (s *Server) kill() bool {
 	if s.proc == nil {
 		return false
 	}
-	_ = s.proc.cmd.Process.Kill()
-	<-s.proc.exited
+	s.proc.Kill()
 	s.proc = nil
 	return true
 }
@@ -204,7 +178,7 @@ func (s *Server) signal(t testing.TB, sig os.Signal) {
 	if s.proc == nil {
 		t.Fatalf("redistest: %v to a stopped redis-server", sig)
 	}
-	if err := s.proc.cmd.Process.Signal(sig); err != nil {
+	if err := s.proc.Signal(sig); err != nil {
 		t.Fatalf("redistest: %v: %v", sig, err)
 	}
 }
@@ -242,25 +216,10 @@ func (s *Server) URL() string {
 	return u
 }
 
-// waitReady waits until the server answers PING (and, in cluster mode, reports the
+// waitReady waits until the server p answers PING (and, in cluster mode, reports the
 // cluster ok), failing if it exits or takes more than 30 seconds.
-func waitReady(addr, password string, useTLS, cluster bool, exited <-chan error) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("exited early: %v", err)
-		default:
-		}
-		err := ping(addr, password, useTLS, cluster)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after 30s: %w", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+func waitReady(p *proctest.Process, addr, password string, useTLS, cluster bool) error {
+	return p.WaitReady(30*time.Second, func() error { return ping(addr, password, useTLS, cluster) })
 }
 
 // ping speaks RESP over a plain connection: a go-redis client per attempt would log its
@@ -341,22 +300,16 @@ func (s *Server) assignSlots(t testing.TB) {
 		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
 	}
 	s.mu.Lock()
-	exited := s.proc.exited
+	p := s.proc
 	s.slots = true
 	s.mu.Unlock()
-	if err := waitReady(s.Addr, s.Password, s.opts.TLS, true, exited); err != nil {
+	if err := waitReady(p, s.Addr, s.Password, s.opts.TLS, true); err != nil {
 		t.Fatalf("redis cluster at %s: %v", s.Addr, err)
 	}
 }
 
-// logTail is the end of redis-server's log.
-func (s *Server) logTail() string {
-	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-	if len(b) > 8<<10 {
-		b = b[len(b)-8<<10:]
-	}
-	return string(b)
-}
+// logPath is redis-server's log file.
+func (s *Server) logPath() string { return filepath.Join(s.dir, "redis.log") }
 
 // Sentinel is a running Redis Sentinel watching one Server as its master.
 type Sentinel struct {
@@ -381,17 +334,9 @@ func StartSentinel(t testing.TB, master *Server, masterName string) *Sentinel {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, path, "--sentinel")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis sentinel: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	if err := waitReady(addr, "", false, false, exited); err != nil {
+	p := proctest.Start(t, "redis sentinel", "", bin, path, "--sentinel") // it logs to its own file
+	t.Cleanup(p.Kill)
+	if err := waitReady(p, addr, "", false, false); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
 		t.Fatalf("redis sentinel at %s: %v\nlog:\n%s", addr, err, log)
 	}
