@@ -496,12 +496,22 @@ func TestEffectiveShowsImplicitFileOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"[[io.outputs]]", `type = "file"`, `dir = "/var/apm/out"`, "implicit default"} {
+	for _, want := range []string{"[[io.outputs]]", `type = "file"`, `dir = "/var/apm/out"`, "implicit default",
+		`type = "local"`, `dir = "/var/apm/explorer"`, `retention = "72h0m0s"`, "max_mb = 1024", "implicit local output"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("%q missing from:\n%s", want, text)
 		}
 	}
 	if len(cfg.Main.IO.Outputs) != 0 {
 		t.Fatal("Effective modified the config")
+	}
+	if err := os.WriteFile(filepath.Join(dir, MainFile), []byte("[io]\nexplorer = false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = Load(Options{ConfDir: dir, DataDir: "/var/apm", Environ: []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if text, _ = cfg.Effective(); strings.Contains(text, `type = "local"`) || !strings.Contains(text, "explorer = false") {
+		t.Errorf("explorer = false still shows a local output:\n%s", text)
 	}
 }

@@ -54,11 +54,18 @@ type Span struct {
 	Ordinal                                                             uint64
 	App, AgentID, AgentName, Operation, Resource, ServiceType, Endpoint string
 	ErrorType, ErrorMessage                                             string
-	Attrs                                                               []KV
+	// Tags are the row's other tags (http_*, source_type, host, global tags...), Attrs its
+	// other fields (db_sql_bind_values, remote_addr, annotations such as args_0...).
+	Tags, Attrs []KV
 }
 
-// Attr returns an attribute's value, "" when absent.
-func (s *Span) Attr(key string) string { return attr(s.Attrs, key) }
+// Attr returns the value of another tag or field, "" when absent.
+func (s *Span) Attr(key string) string {
+	if v := attr(s.Tags, key); v != "" {
+		return v
+	}
+	return attr(s.Attrs, key)
+}
 
 func attr(kv []KV, key string) string {
 	for _, a := range kv {
@@ -83,6 +90,7 @@ func encodeSpan(s *Span) []byte {
 	for _, v := range []string{s.App, s.AgentID, s.AgentName, s.Operation, s.Resource, s.ServiceType, s.Endpoint, s.ErrorType, s.ErrorMessage} {
 		w.string(v)
 	}
+	w.attrs(s.Tags)
 	w.attrs(s.Attrs)
 	return w.b
 }
@@ -100,6 +108,7 @@ func decodeSpan(b []byte, s *Span) error {
 	for _, p := range []*string{&s.App, &s.AgentID, &s.AgentName, &s.Operation, &s.Resource, &s.ServiceType, &s.Endpoint, &s.ErrorType, &s.ErrorMessage} {
 		*p = r.string()
 	}
+	s.Tags = r.attrs()
 	s.Attrs = r.attrs()
 	return r.done()
 }

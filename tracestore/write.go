@@ -2,6 +2,7 @@ package tracestore
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/dgraph-io/badger/v4"
@@ -314,8 +315,8 @@ func (b *batchBuilder) count() {
 	c.agents.Add(b.agents)
 }
 
-// spanOf reads a span row. Tags and fields the Span names go to its fields; the others
-// (http_*, db_sql_bind_values, annotations, global tags...) to Attrs, except the original
+// spanOf reads a span row. Tags and fields the Span names go to its fields; the other tags
+// to Tags, the other fields to Attrs, except the original
 // Pinpoint message, which the explorer does not show and which is most of a row's size.
 func spanOf(pt *point.Point, ordinal uint64) (Span, bool) {
 	s := Span{Kind: KindLocal, Ordinal: ordinal}
@@ -338,7 +339,7 @@ func spanOf(pt *point.Point, ordinal uint64) (Span, bool) {
 		case "status":
 			s.Error = t.Value == "error"
 		default:
-			s.Attrs = append(s.Attrs, KV{t.Key, t.Value})
+			s.Tags = append(s.Tags, KV{t.Key, t.Value})
 		}
 	}
 	var spanID, parentID string
@@ -393,7 +394,7 @@ func transactionOf(s *Span) Transaction {
 		t.URL = s.Attr("http_url")
 	}
 	t.Status, _ = strconv.Atoi(s.Attr("http_status_code"))
-	for _, a := range s.Attrs {
+	for _, a := range slices.Concat(s.Tags, s.Attrs) {
 		if a.Key != "error_stack" {
 			t.Attrs = append(t.Attrs, a)
 		}
