@@ -67,6 +67,9 @@ func (s *Span) Attr(key string) string {
 	return attr(s.Attrs, key)
 }
 
+// Exception is the span's exception as the explorer shows it: "class: message".
+func (s *Span) Exception() string { return errorText(s.ErrorType, s.ErrorMessage) }
+
 func attr(kv []KV, key string) string {
 	for _, a := range kv {
 		if a.Key == key {

@@ -97,7 +97,7 @@ func (b *batchBuilder) addSpan(pt *point.Point) {
 	if s.Kind == KindEntry && s.ParentID == 0 {
 		b.addTransaction(&s)
 	} else if s.Error {
-		b.set(newKey(b.pid, kindExc).str(s.TraceID).i64(s.SpanID).b, encodeText(errorText(s.ErrorType, s.ErrorMessage)))
+		b.set(newKey(b.pid, kindExc).str(s.TraceID).i64(s.SpanID).b, encodeText(s.Exception()))
 	}
 	b.countEdge(&s)
 	b.see(s.AgentID, s.App, s.AgentName, (s.StartUs+s.DurationUs)/1000)
@@ -388,7 +388,7 @@ func transactionOf(s *Span) Transaction {
 	t := Transaction{
 		TraceID: s.TraceID, StartUs: s.StartUs, DurationUs: s.DurationUs, Error: s.Error,
 		App: s.App, AgentID: s.AgentID, URL: s.Resource, Method: s.Attr("http_method"),
-		Exception: errorText(s.ErrorType, s.ErrorMessage),
+		Exception: s.Exception(),
 	}
 	if t.URL == "" {
 		t.URL = s.Attr("http_url")

@@ -43,7 +43,8 @@ func TestAPI(t *testing.T) {
 			} `json:"outputs"`
 		} `json:"io"`
 	}
-	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || len(st.Inputs) != 1 || len(st.Inputs[0].Stats.Listeners) != 3 || len(st.IO.Outputs) != 1 {
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || len(st.Inputs) != 1 || len(st.Inputs[0].Stats.Listeners) != 3 ||
+		len(st.IO.Outputs) != 2 || st.IO.Outputs[0].Type != "file" || st.IO.Outputs[1].Type != "local" {
 		t.Fatalf("stats %d %s", code, body)
 	}
 	code, body = get(t, base+"/metrics")
