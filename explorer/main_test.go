@@ -21,4 +21,3 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func closeBrowser() {}

@@ -19,9 +19,10 @@ function h(tag, attrs, ...kids) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
+    else if (k === "style") el.style.cssText = v; // CSSOM: the page's CSP forbids style attributes
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const k of kids.flat()) {
+  for (const k of kids.flat(Infinity)) {
     if (k === undefined || k === null || k === false) continue;
     el.append(k instanceof Node ? k : String(k));
   }
@@ -188,13 +189,13 @@ function searchView(q) {
     for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
     navigate("/?" + p.toString());
   }
+  const field = (name, label, cls) => h("label", { class: cls || "" }, label, inputs[name]);
   const form = h("form", { class: "search panel", role: "search", onsubmit: (e) => { e.preventDefault(); submit(); } },
     h("label", { class: "wide" }, "From", r.from), h("label", { class: "wide" }, "To", r.to),
-    h("label", {}, "Quick range", r.quick),
-    h("label", {}, "Result", err),
-    ...searchFields.map(([name, label]) => h("label", { class: name === "exception" || name === "attr" ? "wide" : "" }, label, inputs[name])),
-    h("label", {}, "Sort", sort), h("label", {}, "Limit", limit),
-    h("div", { class: "actions" }, h("button", { type: "submit" }, "Search"),
+    h("label", {}, "Quick range", r.quick), h("label", {}, "Result", err), h("label", {}, "Sort", sort), h("label", {}, "Limit", limit),
+    ...searchFields.filter(([name]) => name !== "exception" && name !== "attr").map(([name, label]) => field(name, label)),
+    field("exception", "Exception text", "wide3"), field("attr", "Attribute key=value", "wide3"),
+    h("div", { class: "actions wide" }, h("button", { type: "submit" }, "Search"),
       h("button", { type: "button", class: "secondary", onclick: () => navigate("/") }, "Reset")),
     apps);
 
@@ -213,11 +214,12 @@ function searchView(q) {
   // The scatter shows up to 10,000 of the range's transactions, newest first.
   const dotsReq = api("/api/v1/transactions", { ...apiParams, sort: "start", limit: 10000 });
   Promise.all([listReq, dotsReq]).then(([res, dots]) => {
-    summary.replaceChildren(
+    summary.replaceChildren(...[
       h("strong", {}, `${res.total} transaction${res.total === 1 ? "" : "s"}`),
       h("span", { class: "muted" }, `${fmtTime(res.from, false)} – ${fmtTime(res.to, false)}`),
-      res.total > res.transactions.length ? h("span", { class: "muted" }, `showing ${res.transactions.length}`) : null,
-      h("span", { class: "legend" }, h("span", {}, h("i", { class: "dot ok" }), "ok"), h("span", {}, h("i", { class: "dot fail" }), "failed")));
+      res.total > res.transactions.length && h("span", { class: "muted" }, `showing ${res.transactions.length}`),
+      h("span", { class: "legend" }, h("span", {}, h("i", { class: "dot ok" }), "ok"), h("span", {}, h("i", { class: "dot fail" }), "failed")),
+    ].filter(Boolean));
     drawScatter(scatter, dots, range, (sel) => submit({ from: sel.from, to: sel.to }, { min_ms: sel.min, max_ms: sel.max }));
     if (res.total === 0) return noData(list, range);
     list.replaceChildren(transactionTable(res.transactions));
@@ -425,8 +427,9 @@ function callTreeView(box, t) {
     c[3].textContent = r.gap_ms; c[4].textContent = r.exec_ms; c[5].textContent = r.exec_pct.toFixed(1);
     c[6].textContent = r.self_ms; c[7].textContent = r.type; c[8].textContent = r.app; c[9].textContent = r.agent_id;
     const bar = c[10].firstChild || c[10].appendChild(document.createElement("i"));
-    bar.style.left = ((r.start_ms - t0) / span) * 100 + "%";
-    bar.style.width = Math.max(0.3, (r.exec_ms / span) * 100) + "%";
+    const width = Math.max(1.5, (r.exec_ms / span) * 100);
+    bar.style.width = width + "%";
+    bar.style.left = Math.min(((r.start_ms - t0) / span) * 100, 100 - width) + "%";
   }
   function refresh() { recompute(); paint(); showDetails(); }
   function toggle(i) { if (end[i] > i) { collapsed[i] ^= 1; refresh(); } }
@@ -460,7 +463,8 @@ function callTreeView(box, t) {
   }
   hot.addEventListener("input", () => {
     threshold = Number(hot.value) || 0;
-    hotCount.textContent = threshold > 0 ? `${rows.filter((r) => r.self_ms >= threshold).length} rows` : "";
+    const count = rows.filter((r) => r.self_ms >= threshold).length;
+    hotCount.textContent = threshold > 0 ? `${count} row${count === 1 ? "" : "s"}` : "";
     paint();
   });
   viewport.addEventListener("scroll", () => requestAnimationFrame(paint), { passive: true });
@@ -505,15 +509,17 @@ function serviceMapView(q) {
   main.append(h("h1", {}, "Server map"), form, graph, detail, table);
   api("/api/v1/servicemap", { from: range.from, to: range.to }).then((m) => {
     if (m.edges.length === 0) { graph.replaceChildren(h("p", { class: "muted", style: "padding:10px" }, "No calls in this range.")); return noData(table, range); }
-    drawMap(graph, m, (e) => showEdge(detail, e));
-    table.replaceChildren(h("h2", {}, "Edges"), edgeTable(m.edges));
+    const depth = drawMap(graph, m, (e) => showEdge(detail, e));
+    const d = (e) => depth.get(nodeKey(e.from, e.from_type)) ?? Infinity;
+    table.replaceChildren(h("h2", {}, "Edges"), edgeTable([...m.edges].sort((a, b) => d(a) - d(b))));
   }).catch((e) => showError(graph, e));
 }
 
 const nodeKey = (name, type) => type + ":" + name;
 
 // drawMap lays nodes out in columns by their distance from USER (callers left, callees
-// right) and draws each edge with its calls, errors and average time.
+// right) and draws each edge with its calls, errors and average time. It returns the
+// nodes' distances.
 function drawMap(box, m, onEdge) {
   const depth = new Map();
   const out = new Map();
@@ -535,7 +541,7 @@ function drawMap(box, m, onEdge) {
     const d = depth.has(k) ? depth.get(k) : maxD + 1;
     (columns[d] = columns[d] || []).push(n);
   }
-  const NW = 170, NH = 48, CW = 290, RH = 96, PAD = 30;
+  const NW = 160, NH = 48, CW = 340, RH = 110, PAD = 30;
   const pos = new Map();
   columns.forEach((col, d) => col.forEach((n, i) => pos.set(nodeKey(n.name, n.type), { x: PAD + d * CW, y: PAD + i * RH })));
   const width = PAD * 2 + (columns.length - 1) * CW + NW;
@@ -550,12 +556,14 @@ function drawMap(box, m, onEdge) {
     const d = back
       ? `M${a.x + NW / 2},${a.y + NH} C${a.x + NW / 2},${a.y + NH + 60} ${b.x + NW / 2},${b.y + NH + 60} ${b.x + NW / 2},${b.y + NH}`
       : `M${x1},${y1} C${x1 + 60},${y1} ${x2 - 60},${y2} ${x2},${y2}`;
-    const mx = back ? (a.x + b.x + NW) / 2 : (x1 + x2) / 2, my = back ? Math.max(a.y, b.y) + NH + 48 : (y1 + y2) / 2 - 6;
-    const label = `${e.calls} calls` + (e.errors ? ` · ${e.errors} failed` : "") + ` · avg ${fmtMs(e.avg_ms)}`;
+    const mx = back ? (a.x + b.x + NW) / 2 : (x1 + x2) / 2, my = back ? Math.max(a.y, b.y) + NH + 44 : (y1 + y2) / 2 - 22;
+    const line2 = (e.errors ? `${e.errors} failed · ` : "") + `avg ${fmtMs(e.avg_ms)}`;
     const g = s("g", { class: "edge" + (e.errors ? " failing" : ""), tabindex: "0", role: "button", "data-from": e.from, "data-to": e.to, "data-calls": e.calls,
-      "aria-label": `${e.from} to ${e.to}: ${label}`,
+      "aria-label": `${e.from} to ${e.to}: ${e.calls} calls, ${line2}`,
       onclick: () => pick(g, e), onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); pick(g, e); } } },
-    s("path", { d, "marker-end": "url(#arrow)" }), s("text", { x: mx, y: my, "text-anchor": "middle", class: "edge-label" }, label));
+    s("path", { d, "marker-end": "url(#arrow)" }),
+    s("text", { x: mx, y: my, "text-anchor": "middle", class: "edge-label" },
+      s("tspan", { class: "calls" }, `${e.calls} calls`), s("tspan", { x: mx, dy: "15" }, line2)));
     svg.append(g);
   }
   const pick = (g, e) => { svg.querySelectorAll(".edge.sel").forEach((x) => x.classList.remove("sel")); g.classList.add("sel"); onEdge(e); };
@@ -571,6 +579,7 @@ function drawMap(box, m, onEdge) {
       s("text", { x: 10, y: 37, class: "type", fill: color }, n.type.toUpperCase())));
   }
   box.replaceChildren(svg);
+  return depth;
 }
 
 function showEdge(box, e) {
@@ -634,8 +643,8 @@ function chartCard(c, range) {
   const x = (t) => L + ((t - range.from) / Math.max(1, range.to - range.from)) * (W - L - R);
   const y = (v) => H - B - (v / top) * (H - T - B);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img", "aria-label": c.title });
-  for (let i = 0; i <= 3; i++) {
-    const v = (top * i) / 3;
+  for (let i = 0; i <= 4; i++) {
+    const v = (top * i) / 4;
     svg.append(s("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }), s("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, fmtNum(v, c.unit)));
   }
   svg.append(s("text", { x: L, y: H - 4 }, fmtTime(range.from, false).slice(5)), s("text", { x: W - R, y: H - 4, "text-anchor": "end" }, fmtTime(range.to, false).slice(5)));
