@@ -20,4 +20,3 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
-
