@@ -16,14 +16,12 @@ func FuzzDecode(f *testing.F) {
 	for _, v := range storedValues(f) {
 		f.Add(v)
 	}
-	f.Add([]byte{formatSpan})
+	f.Add([]byte{formatSpans, 1})
 	f.Add([]byte{formatEdges, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var sp Span
-		if decodeSpan(b, &sp) == nil {
-			var again Span
-			if err := decodeSpan(encodeSpan(&sp), &again); err != nil || !reflect.DeepEqual(sp, again) {
-				t.Fatalf("span round trip: %v\n%+v\n%+v", err, sp, again)
+		if spans, err := decodeSpans(b, "t"); err == nil {
+			if again, err := decodeSpans(encodeSpans(spans), "t"); err != nil || !reflect.DeepEqual(spans, again) {
+				t.Fatalf("spans round trip: %v\n%+v\n%+v", err, spans, again)
 			}
 		}
 		var tx Transaction

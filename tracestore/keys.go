@@ -11,8 +11,7 @@ import (
 // After the id, one byte says what the key indexes; numbers are big-endian (times with the
 // sign bit flipped) so keys sort by them; strings are length-prefixed (one byte).
 //
-//	pid 'S' trace spanID            -> span        (a trace's rows)
-//	pid 'I' trace                   -> transaction (by trace id)
+//	pid 'S' trace ordinal           -> spans       (a trace's rows one write stored)
 //	pid 'X' start trace             -> transaction (by start time)
 //	pid 'A' app start trace         -> transaction (by application, then start)
 //	pid 'R' start trace             -> transaction (failed ones, by start)
@@ -23,17 +22,16 @@ import (
 //	pid 'L' agent                   -> agent       (last seen: newest span or sample time)
 //	0   'P' pid                     -> partition
 const (
-	kindSpan  byte = 'S'
-	kindTxnID byte = 'I'
-	kindTxn   byte = 'X'
-	kindApp   byte = 'A'
-	kindErr   byte = 'R'
-	kindExc   byte = 'Y'
-	kindEdge  byte = 'E'
-	kindStat  byte = 'M'
-	kindInfo  byte = 'G'
-	kindSeen  byte = 'L'
-	kindPart  byte = 'P'
+	kindSpan byte = 'S'
+	kindTxn  byte = 'X'
+	kindApp  byte = 'A'
+	kindErr  byte = 'R'
+	kindExc  byte = 'Y'
+	kindEdge byte = 'E'
+	kindStat byte = 'M'
+	kindInfo byte = 'G'
+	kindSeen byte = 'L'
+	kindPart byte = 'P'
 )
 
 // maxIDLen bounds the strings in keys (one length byte); longer ones are not stored.

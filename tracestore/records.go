@@ -4,7 +4,7 @@ package tracestore
 // agent, with their encodings. The format bytes below are a stored format: change a
 // record's layout under a new byte, never under an old one.
 const (
-	formatSpan   byte = 1
+	formatSpans  byte = 1
 	formatTxn    byte = 2
 	formatEdges  byte = 3
 	formatSample byte = 4
@@ -79,41 +79,55 @@ func attr(kv []KV, key string) string {
 	return ""
 }
 
+// encodeSpans writes the spans of one trace that one write stored: one record for a Pinpoint
+// span's rows (an entry and its events), as badger's cost is per key more than per byte.
 // The trace id is the key's, not the value's.
-func encodeSpan(s *Span) []byte {
-	w := writer{b: make([]byte, 0, 256)}
-	w.byte(formatSpan)
-	w.varint(s.SpanID)
-	w.varint(s.ParentID)
-	w.byte(kindByte(s.Kind))
-	w.bool(s.Error)
-	w.varint(s.StartUs)
-	w.varint(s.DurationUs)
-	w.uvarint(s.Ordinal)
-	for _, v := range []string{s.App, s.AgentID, s.AgentName, s.Operation, s.Resource, s.ServiceType, s.Endpoint, s.ErrorType, s.ErrorMessage} {
-		w.string(v)
+func encodeSpans(spans []Span) []byte {
+	w := writer{b: make([]byte, 0, 256*len(spans))}
+	w.byte(formatSpans)
+	w.uvarint(uint64(len(spans)))
+	for i := range spans {
+		s := &spans[i]
+		w.varint(s.SpanID)
+		w.varint(s.ParentID)
+		w.byte(kindByte(s.Kind))
+		w.bool(s.Error)
+		w.varint(s.StartUs)
+		w.varint(s.DurationUs)
+		w.uvarint(s.Ordinal)
+		for _, v := range []string{s.App, s.AgentID, s.AgentName, s.Operation, s.Resource, s.ServiceType, s.Endpoint, s.ErrorType, s.ErrorMessage} {
+			w.string(v)
+		}
+		w.attrs(s.Tags)
+		w.attrs(s.Attrs)
 	}
-	w.attrs(s.Tags)
-	w.attrs(s.Attrs)
 	return w.b
 }
 
-func decodeSpan(b []byte, s *Span) error {
+// minSpanBytes is the fewest bytes a span takes in encodeSpans (its decoder's bound).
+const minSpanBytes = 2 + 1 + 1 + 2 + 1 + 9 + 2
+
+func decodeSpans(b []byte, traceID string) ([]Span, error) {
 	r := reader{b: b}
-	r.format(formatSpan)
-	s.SpanID = r.varint()
-	s.ParentID = r.varint()
-	s.Kind = kindName(r.byte())
-	s.Error = r.bool()
-	s.StartUs = r.varint()
-	s.DurationUs = r.varint()
-	s.Ordinal = r.uvarint()
-	for _, p := range []*string{&s.App, &s.AgentID, &s.AgentName, &s.Operation, &s.Resource, &s.ServiceType, &s.Endpoint, &s.ErrorType, &s.ErrorMessage} {
-		*p = r.string()
+	r.format(formatSpans)
+	spans := make([]Span, r.count(minSpanBytes))
+	for i := range spans {
+		s := &spans[i]
+		s.TraceID = traceID
+		s.SpanID = r.varint()
+		s.ParentID = r.varint()
+		s.Kind = kindName(r.byte())
+		s.Error = r.bool()
+		s.StartUs = r.varint()
+		s.DurationUs = r.varint()
+		s.Ordinal = r.uvarint()
+		for _, p := range []*string{&s.App, &s.AgentID, &s.AgentName, &s.Operation, &s.Resource, &s.ServiceType, &s.Endpoint, &s.ErrorType, &s.ErrorMessage} {
+			*p = r.string()
+		}
+		s.Tags = r.attrs()
+		s.Attrs = r.attrs()
 	}
-	s.Tags = r.attrs()
-	s.Attrs = r.attrs()
-	return r.done()
+	return spans, r.done()
 }
 
 // Transaction is one row of the transaction list: a trace's root span, summarised.

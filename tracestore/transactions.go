@@ -40,6 +40,9 @@ type Query struct {
 func (s *Store) Transactions(q Query) ([]Transaction, int, error) {
 	m := newMatcher(s, q)
 	defer m.close()
+	if q.TraceID != "" {
+		return s.transactionByID(m)
+	}
 	r := s.txnRange(q)
 	var prev []byte
 	err := s.scan(r, func(k []byte, item *badger.Item) bool {
@@ -61,11 +64,27 @@ func (s *Store) Transactions(q Query) ([]Transaction, int, error) {
 	return m.rows(), m.total, nil
 }
 
+// transactionByID finds the root span among the trace's spans.
+func (s *Store) transactionByID(m *matcher) ([]Transaction, int, error) {
+	spans, _, err := s.Trace(m.q.TraceID, maxTraceSpans)
+	if err != nil {
+		return nil, 0, err
+	}
+	for i := range spans {
+		if sp := &spans[i]; sp.Kind == KindEntry && sp.ParentID == 0 {
+			t := transactionOf(sp)
+			m.consider(&t)
+		}
+	}
+	return m.rows(), m.total, nil
+}
+
+// maxTraceSpans bounds the spans read to find a trace's root.
+const maxTraceSpans = 1 << 20
+
 // txnRange picks the index.
 func (s *Store) txnRange(q Query) keyRange {
 	switch {
-	case q.TraceID != "":
-		return prefixRange(append([]byte{kindTxnID}, (&key{}).str(truncate(q.TraceID, maxIDLen)).b...))
 	case q.App != "" && len(q.App) <= maxIDLen:
 		return timeRange(append([]byte{kindApp}, (&key{}).str(q.App).b...), q.FromUs, q.ToUs, !q.ByDuration)
 	case q.Error != nil && *q.Error:

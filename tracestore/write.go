@@ -56,6 +56,8 @@ type batchBuilder struct {
 	pid     uint32
 	entries []entry
 	bytes   int64
+	traces  map[string][]Span               // the batch's spans by trace, in order
+	order   []string                        // trace ids in the order they came
 	edges   map[int64]map[edgeKey]*edgeStat // by minute
 	seen    map[string]*Agent               // agents' newest times in this batch
 
@@ -67,7 +69,7 @@ type entry struct{ k, v []byte }
 type edgeKey struct{ from, fromType, to, toType, via string }
 
 func newBatchBuilder(s *Store, pid uint32) *batchBuilder {
-	return &batchBuilder{s: s, pid: pid, edges: map[int64]map[edgeKey]*edgeStat{}, seen: map[string]*Agent{}}
+	return &batchBuilder{s: s, pid: pid, traces: map[string][]Span{}, edges: map[int64]map[edgeKey]*edgeStat{}, seen: map[string]*Agent{}}
 }
 
 func (b *batchBuilder) set(k, v []byte) {
@@ -92,7 +94,10 @@ func (b *batchBuilder) addSpan(pt *point.Point) {
 		b.s.counters.skipped.Add(1)
 		return
 	}
-	b.set(newKey(b.pid, kindSpan).str(s.TraceID).i64(s.SpanID).b, encodeSpan(&s))
+	if _, ok := b.traces[s.TraceID]; !ok {
+		b.order = append(b.order, s.TraceID)
+	}
+	b.traces[s.TraceID] = append(b.traces[s.TraceID], s)
 	b.spans++
 	if s.Kind == KindEntry && s.ParentID == 0 {
 		b.addTransaction(&s)
@@ -103,12 +108,12 @@ func (b *batchBuilder) addSpan(pt *point.Point) {
 	b.see(s.AgentID, s.App, s.AgentName, (s.StartUs+s.DurationUs)/1000)
 }
 
-// addTransaction indexes a root span: by trace id, start time, application and, failed,
-// among the failures. Each index holds the whole summary, so a search reads one range.
+// addTransaction indexes a root span: by start time, application and, failed, among the
+// failures. Each index holds the whole summary, so a search reads one range. (A search by
+// trace id reads the trace's spans.)
 func (b *batchBuilder) addTransaction(s *Span) {
 	t := transactionOf(s)
 	v := encodeTxn(&t)
-	b.set(newKey(b.pid, kindTxnID).str(t.TraceID).b, v)
 	b.set(newKey(b.pid, kindTxn).i64(t.StartUs).str(t.TraceID).b, v)
 	if len(t.App) <= maxIDLen {
 		b.set(newKey(b.pid, kindApp).str(t.App).i64(t.StartUs).str(t.TraceID).b, v)
@@ -268,10 +273,16 @@ func (b *batchBuilder) see(agent, app, name string, ms int64) {
 	a.LastSeenMs = max(a.LastSeenMs, ms)
 }
 
-// finish adds the batch's service-map counts (one record per minute, under a new sequence
-// number: records are only ever added, queries sum them) and the agents' last-seen times
-// that moved (the store remembers what it wrote to the current partition).
+// finish adds the batch's spans (one record per trace, keyed by the trace's first ordinal,
+// so a batch written again adds a record that Trace de-duplicates), its service-map counts
+// (one record per minute, under a new sequence number: records are only ever added,
+// queries sum them) and the agents' last-seen times that moved (the store remembers what
+// it wrote to the current partition).
 func (b *batchBuilder) finish() {
+	for _, id := range b.order {
+		spans := b.traces[id]
+		b.set(newKey(b.pid, kindSpan).str(id).i64(int64(spans[0].Ordinal)).b, encodeSpans(spans))
+	}
 	for minute, m := range b.edges {
 		edges := make([]*edgeStat, 0, len(m))
 		for _, e := range m {
