@@ -41,7 +41,7 @@ type HTTPAPI struct {
 	// The explorer shows what the applications do (URLs, SQL, exceptions): when the API
 	// listens beyond loopback, these keep it private. /v1/ping, /v1/stats and /metrics stay
 	// open, for probes, Prometheus and apmkit monitor.
-	Token    secret.Secret `toml:"token" doc:"Explorer (the page at / and /api/v1/): require this token, as Authorization: Bearer TOKEN or as the basic-auth password\n(any user name, so a browser can log in). Empty: no token. Set it, or username and password, when listen is not on loopback."`
+	Token    secret.Secret `toml:"token" doc:"Explorer (the page at / and /api/v1/): require this token, as Authorization: Bearer TOKEN or as the basic-auth password\n(any user name, so a browser can log in). Empty: no token. Set it, or username and password, when listen is not on loopback.\nENV_HTTP_TOKEN overrides it."`
 	Username string        `toml:"username" doc:"Explorer: basic-auth user name (with password)."`
 	Password secret.Secret `toml:"password" doc:"Explorer: basic-auth password (with username; masked wherever it is printed)."`
 }

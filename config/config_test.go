@@ -515,3 +515,29 @@ func TestEffectiveShowsImplicitFileOutput(t *testing.T) {
 		t.Errorf("explorer = false still shows a local output:\n%s", text)
 	}
 }
+
+// TestHTTPAuth: the explorer's credentials come from the file or ENV_HTTP_TOKEN, are
+// masked when printed, and half a basic-auth pair or a placeholder is an error.
+func TestHTTPAuth(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := Load(Options{ConfDir: dir, DataDir: t.TempDir(), Environ: []string{"ENV_HTTP_TOKEN=tok-0123456789abc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := cfg.Effective()
+	if cfg.Main.HTTPAPI.Token.Reveal() != "tok-0123456789abc" || strings.Contains(text, "tok-0123456789abc") || !strings.Contains(text, `token = "tok-****9abc"`) {
+		t.Errorf("token %q; printed:\n%s", cfg.Main.HTTPAPI.Token.Reveal(), text)
+	}
+	for conf, want := range map[string]string{
+		"[http_api]\nusername = \"ops\"\n":         "http_api: username and password: set both for basic auth, or neither",
+		"[http_api]\ntoken = \"<your token>\"\n":   "http_api.token: a placeholder (<YOUR), not a secret",
+		"[http_api]\npassword = \"x-0123456789\"\n": "http_api: username and password: set both",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, MainFile), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(Options{ConfDir: dir, DataDir: t.TempDir(), Environ: []string{}}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", conf, err, want)
+		}
+	}
+}

@@ -419,7 +419,7 @@ function callTreeView(box, t) {
     el.setAttribute("aria-selected", i === selected);
     if (end[i] > i) el.setAttribute("aria-expanded", !collapsed[i]); else el.removeAttribute("aria-expanded");
     const c = el.children;
-    c[0].style.paddingLeft = 6 + Math.min(r.depth, 40) * 14 + "px";
+    c[0].style.paddingLeft = 6 + Math.min(r.depth, 30) * 12 + "px"; // deeper rows say their depth in the title
     c[0].replaceChildren(h("span", { class: "tog" }, end[i] > i ? (collapsed[i] ? "▸" : "▾") : ""), r.method);
     c[0].title = `${r.method} (depth ${r.depth})`;
     c[1].textContent = r.args; c[1].title = r.args;
@@ -517,33 +517,43 @@ function serviceMapView(q) {
 
 const nodeKey = (name, type) => type + ":" + name;
 
-// drawMap lays nodes out in columns by their distance from USER (callers left, callees
-// right) and draws each edge with its calls, errors and average time. It returns the
-// nodes' distances.
-function drawMap(box, m, onEdge) {
-  const depth = new Map();
-  const out = new Map();
-  for (const e of m.edges) {
-    const k = nodeKey(e.from, e.from_type);
-    if (!out.has(k)) out.set(k, []);
-    out.get(k).push(nodeKey(e.to, e.to_type));
+// layers places each node one column right of its furthest caller (callers left, callees
+// right, USER first); nodes in a call cycle stop moving after as many rounds as there are
+// nodes. Within a column, nodes follow their callers' rows, which keeps edges from
+// crossing.
+function layers(m) {
+  const key = nodeKey;
+  const depth = new Map(m.nodes.map((n) => [key(n.name, n.type), 0]));
+  for (let round = 0; round < m.nodes.length; round++) {
+    let moved = false;
+    for (const e of m.edges) {
+      const a = key(e.from, e.from_type), b = key(e.to, e.to_type);
+      if (a !== b && depth.get(b) < depth.get(a) + 1) { depth.set(b, depth.get(a) + 1); moved = true; }
+    }
+    if (!moved) break;
   }
-  const queue = m.nodes.filter((n) => n.type === "user").map((n) => nodeKey(n.name, n.type));
-  queue.forEach((k) => depth.set(k, 0));
-  while (queue.length) {
-    const k = queue.shift();
-    for (const t of out.get(k) || []) if (!depth.has(t)) { depth.set(t, depth.get(k) + 1); queue.push(t); }
-  }
-  const maxD = Math.max(0, ...depth.values());
   const columns = [];
-  for (const n of m.nodes) {
-    const k = nodeKey(n.name, n.type);
-    const d = depth.has(k) ? depth.get(k) : maxD + 1;
-    (columns[d] = columns[d] || []).push(n);
+  for (const n of m.nodes) (columns[depth.get(key(n.name, n.type))] ||= []).push(n);
+  const row = new Map();
+  for (const col of columns.filter(Boolean)) {
+    const weight = (n) => {
+      const rows = m.edges.filter((e) => key(e.to, e.to_type) === key(n.name, n.type) && row.has(key(e.from, e.from_type)))
+        .map((e) => row.get(key(e.from, e.from_type)));
+      return rows.length ? rows.reduce((x, y) => x + y, 0) / rows.length : 0;
+    };
+    col.sort((x, y) => weight(x) - weight(y) || x.name.localeCompare(y.name));
+    col.forEach((n, i) => row.set(key(n.name, n.type), i));
   }
-  const NW = 160, NH = 48, CW = 340, RH = 110, PAD = 30;
+  return { depth, columns, row };
+}
+
+// drawMap draws the nodes in their layers and each edge with its calls, errors and
+// average time; it returns the nodes' columns.
+function drawMap(box, m, onEdge) {
+  const { depth, columns, row } = layers(m);
+  const NW = 160, NH = 48, CW = 330, RH = 120, PAD = 30;
   const pos = new Map();
-  columns.forEach((col, d) => col.forEach((n, i) => pos.set(nodeKey(n.name, n.type), { x: PAD + d * CW, y: PAD + i * RH })));
+  for (const [k, d] of depth) pos.set(k, { x: PAD + d * CW, y: PAD + row.get(k) * RH });
   const width = PAD * 2 + (columns.length - 1) * CW + NW;
   const height = PAD * 2 + Math.max(...columns.map((c) => (c ? c.length : 0))) * RH;
   const svg = s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Server map" });
@@ -551,12 +561,17 @@ function drawMap(box, m, onEdge) {
     s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#8a94a8" }))));
   for (const e of m.edges) {
     const a = pos.get(nodeKey(e.from, e.from_type)), b = pos.get(nodeKey(e.to, e.to_type));
-    const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x, y2 = b.y + NH / 2;
-    const back = x2 <= x1;
-    const d = back
-      ? `M${a.x + NW / 2},${a.y + NH} C${a.x + NW / 2},${a.y + NH + 60} ${b.x + NW / 2},${b.y + NH + 60} ${b.x + NW / 2},${b.y + NH}`
-      : `M${x1},${y1} C${x1 + 60},${y1} ${x2 - 60},${y2} ${x2},${y2}`;
-    const mx = back ? (a.x + b.x + NW) / 2 : (x1 + x2) / 2, my = back ? Math.max(a.y, b.y) + NH + 44 : (y1 + y2) / 2 - 22;
+    // A cubic from the caller's right side to the callee's left side: bowed into the gap
+    // below the row when it passes other columns (not through their nodes), below both
+    // nodes for a call back to the left. Its label sits at its middle,
+    // B(0.5) = (P0 + 3P1 + 3P2 + P3) / 8.
+    const back = b.x <= a.x, bow = b.x - a.x > CW ? 60 : 0;
+    const p = back
+      ? [[a.x + NW / 2, a.y + NH], [a.x + NW / 2, a.y + NH + 50], [b.x + NW / 2, b.y + NH + 50], [b.x + NW / 2, b.y + NH]]
+      : [[a.x + NW, a.y + NH / 2], [a.x + NW + 70, a.y + NH / 2 + bow], [b.x - 70, b.y + NH / 2 + bow], [b.x, b.y + NH / 2]];
+    const d = `M${p[0]} C${p[1]} ${p[2]} ${p[3]}`;
+    // Above a straight edge, below a bowed one (above it are the nodes it passes).
+    const mx = (p[0][0] + 3 * p[1][0] + 3 * p[2][0] + p[3][0]) / 8, my = (p[0][1] + 3 * p[1][1] + 3 * p[2][1] + p[3][1]) / 8 + (bow ? 16 : -20);
     const line2 = (e.errors ? `${e.errors} failed · ` : "") + `avg ${fmtMs(e.avg_ms)}`;
     const g = s("g", { class: "edge" + (e.errors ? " failing" : ""), tabindex: "0", role: "button", "data-from": e.from, "data-to": e.to, "data-calls": e.calls,
       "aria-label": `${e.from} to ${e.to}: ${e.calls} calls, ${line2}`,
@@ -639,7 +654,9 @@ function chartCard(c, range) {
   const W = 600, H = 170, L = 64, R = 8, T = 8, B = 20;
   let top = 0;
   for (const se of c.series) for (const p of se.points) top = Math.max(top, p[1]);
-  top = top > 0 ? niceMax(top) : 1;
+  // Byte axes step in powers of 1024, so the top reads 1 GiB rather than 1.9 GiB.
+  const unit = c.unit === "bytes" ? Math.pow(1024, Math.max(0, Math.floor(Math.log(Math.max(top, 1)) / Math.log(1024)))) : 1;
+  top = top > 0 ? niceMax(top / unit) * unit : 1;
   const x = (t) => L + ((t - range.from) / Math.max(1, range.to - range.from)) * (W - L - R);
   const y = (v) => H - B - (v / top) * (H - T - B);
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img", "aria-label": c.title });
@@ -648,7 +665,12 @@ function chartCard(c, range) {
     svg.append(s("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }), s("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, fmtNum(v, c.unit)));
   }
   svg.append(s("text", { x: L, y: H - 4 }, fmtTime(range.from, false).slice(5)), s("text", { x: W - R, y: H - 4, "text-anchor": "end" }, fmtTime(range.to, false).slice(5)));
-  c.series.forEach((se, i) => svg.append(s("polyline", { stroke: COLORS[i % COLORS.length], points: se.points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ") })));
+  c.series.forEach((se, i) => {
+    const color = COLORS[i % COLORS.length];
+    svg.append(s("polyline", { stroke: color, points: se.points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ") }));
+    // Few samples (an agent that just started) would be a dash: mark each.
+    if (se.points.length <= 60) for (const p of se.points) svg.append(s("circle", { cx: x(p[0]), cy: y(p[1]), r: 2.5, fill: color }));
+  });
   const legend = h("div", { class: "legend" }, c.series.map((se, i) => {
     const last = se.points[se.points.length - 1];
     return h("span", {}, h("i", { class: "dot", style: `background:${COLORS[i % COLORS.length]}` }), `${se.name} ${last ? fmtNum(last[1], c.unit) : ""}`);
