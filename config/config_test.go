@@ -529,8 +529,8 @@ func TestHTTPAuth(t *testing.T) {
 		t.Errorf("token %q; printed:\n%s", cfg.Main.HTTPAPI.Token.Reveal(), text)
 	}
 	for conf, want := range map[string]string{
-		"[http_api]\nusername = \"ops\"\n":         "http_api: username and password: set both for basic auth, or neither",
-		"[http_api]\ntoken = \"<your token>\"\n":   "http_api.token: a placeholder (<YOUR), not a secret",
+		"[http_api]\nusername = \"ops\"\n":          "http_api: username and password: set both for basic auth, or neither",
+		"[http_api]\ntoken = \"<your token>\"\n":    "http_api.token: a placeholder (<YOUR), not a secret",
 		"[http_api]\npassword = \"x-0123456789\"\n": "http_api: username and password: set both",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, MainFile), []byte(conf), 0o644); err != nil {
