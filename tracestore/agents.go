@@ -54,18 +54,14 @@ func (s *Store) Agents() ([]Agent, error) {
 	return out, nil
 }
 
-// mergeInfo folds one info record into the agent: a newer run replaces an older one; an
-// end record only adds the end to its own run.
+// mergeInfo folds one info record into the agent: a newer run replaces an older one (its
+// records come in key order: the start, then the end); an end adds itself to its run.
 func mergeInfo(a, info *Agent) {
 	switch {
 	case info.StartMs > a.StartMs:
 		seen := a.LastSeenMs
 		*a = *info
 		a.LastSeenMs = seen
-		if info.EndMs > 0 { // an end whose start record is gone: the run's info is the end's
-			return
-		}
-		a.EndMs = 0
 	case info.StartMs == a.StartMs && info.EndMs > 0:
 		a.EndMs = info.EndMs
 	}

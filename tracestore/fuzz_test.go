@@ -92,7 +92,7 @@ func storedValues(t testing.TB) [][]byte {
 	for i := range int64(3) {
 		rs = append(rs, call(traceID(i), i, base+i*1000, 100, i == 1)...)
 	}
-	write(t, s, append(rows(rs...), agentPoint(base, 0), agentPoint(base, base+5000), jvmPoint(base, 1024))...)
+	write(t, s, append(rows(rs...), agentPoint("fe-1", base, 0), agentPoint("fe-1", base, base+5000), jvmPoint(base, 1024))...)
 	var out [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)

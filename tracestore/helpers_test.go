@@ -166,10 +166,10 @@ func errMsg(failed bool, msg string) string {
 	return ""
 }
 
-// agentPoint is fe-1's agent info: a start, or an end when end > 0.
-func agentPoint(start, end int64) *point.Point {
+// agentPoint is a frontend agent's info: a start, or an end when end > 0.
+func agentPoint(id string, start, end int64) *point.Point {
 	p := point.New("pinpoint_agent", start*1e6)
-	for k, v := range map[string]string{"agent_id": "fe-1", "service": "frontend", "hostname": "vm", "ip": "192.0.2.2", "agentVersion": "1.5.0"} {
+	for k, v := range map[string]string{"agent_id": id, "service": "frontend", "hostname": "vm", "ip": "192.0.2.2", "agentVersion": "1.5.0"} {
 		p.SetTag(k, v)
 	}
 	p.AddField(point.Int("start_time", start))

@@ -137,7 +137,7 @@ func TestServiceMap(t *testing.T) {
 	s := openStore(t, Options{})
 	tenCalls(t, s)
 	var rs []row
-	for i, ms := range []int64{2500, 4500, 7000} { // one call in each slower bucket
+	for i, ms := range []int64{3000, 5000, 7000} { // one call in each slower bucket; limits are inclusive
 		rs = append(rs, call(traceID(int64(10+i)), int64(10+i), base+int64(10+i)*1000, ms, false)...)
 	}
 	rs = append(rs, row{trace: traceID(12), id: 999, parent: 123, kind: "exit", app: "backend", agent: "be-1",
@@ -170,7 +170,7 @@ func TestServiceMap(t *testing.T) {
 	if h := user.Histogram; !reflect.DeepEqual(h, map[string]uint64{"1s": 8, "3s": 1, "5s": 1, "Slow": 1, "Error": 2}) {
 		t.Errorf("USER histogram %v", h)
 	}
-	if user.SumUs != (100+200+300+400+500+600+700+800+900+1000+2500+4500+7000)*1000 {
+	if user.SumUs != (100+200+300+400+500+600+700+800+900+1000+3000+5000+7000)*1000 {
 		t.Errorf("USER sum %d", user.SumUs)
 	}
 	if sm, _ := s.ServiceMap((base+120_000)*1000, (base+180_000)*1000); len(sm.Edges) != 0 {
@@ -195,27 +195,34 @@ func compareNodes(a, b Node) int {
 }
 
 // TestRetentionByAge: a partition goes once its newest data was stored longer ago than the
-// retention, whatever the data's own time (here years older than the store's clock).
+// retention (8 h here, partitions of 1 h), whatever the data's own time (here 25 years
+// older than the store's clock) and however long ago the partition was opened.
 func TestRetentionByAge(t *testing.T) {
 	clk := &clock{now: time.Unix(1_900_000_000, 0)}
 	s := openStore(t, Options{Now: clk.Now, Retention: 8 * time.Hour})
-	old := row{trace: "old^1^1", id: 1, kind: "entry", app: "a", agent: "a-1", startMs: 978_307_200_000, durMs: 5, resource: "/"}
-	write(t, s, old.point())
+	r := row{trace: "old^1^1", id: 1, kind: "entry", app: "a", agent: "a-1", startMs: 978_307_200_000, durMs: 5, resource: "/"}
+	write(t, s, r.point())
 	s.Enforce()
-	if spans, _, _ := s.Trace("old^1^1", 10); len(spans) != 1 {
-		t.Fatalf("data from 2001 stored now was dropped at once: %d spans", len(spans))
+	count := func(trace string) int { spans, _, _ := s.Trace(trace, 10); return len(spans) }
+	if count("old^1^1") != 1 {
+		t.Fatal("data from 2001 stored now was dropped at once")
 	}
-	clk.advance(2 * time.Hour)
-	fresh := old
-	fresh.trace = "fresh^1^1"
-	write(t, s, fresh.point())
-	clk.advance(7 * time.Hour) // the first partition's last write is 9 h old, the second's 7 h
+	clk.advance(50 * time.Minute)
+	r.trace = "later^1^1"
+	write(t, s, r.point()) // the same partition, written 50 min after it opened
+	clk.advance(70 * time.Minute)
+	r.trace = "fresh^1^1"
+	write(t, s, r.point())                    // a new partition: the first is 2 h old
+	clk.advance(6*time.Hour + 40*time.Minute) // the first partition opened 8 h 40 min ago, last written 7 h 50 min ago
 	s.Enforce()
-	oldSpans, _, _ := s.Trace("old^1^1", 10)
-	freshSpans, _, _ := s.Trace("fresh^1^1", 10)
-	if len(oldSpans) != 0 || len(freshSpans) != 1 || len(s.partitionIDs()) != 1 || s.counters.droppedAge.Load() != 1 {
-		t.Errorf("after 9 h: old %d, fresh %d spans, %d partitions, %d dropped; want 0, 1, 1, 1",
-			len(oldSpans), len(freshSpans), len(s.partitionIDs()), s.counters.droppedAge.Load())
+	if count("old^1^1") != 1 || count("later^1^1") != 1 || s.counters.droppedAge.Load() != 0 {
+		t.Fatalf("a partition written 7 h 50 min ago was dropped: old %d, later %d", count("old^1^1"), count("later^1^1"))
+	}
+	clk.advance(20 * time.Minute) // last written 8 h 10 min ago; the second partition 6 h 60 min ago
+	s.Enforce()
+	if count("old^1^1") != 0 || count("later^1^1") != 0 || count("fresh^1^1") != 1 || len(s.partitionIDs()) != 1 || s.counters.droppedAge.Load() != 1 {
+		t.Errorf("after 8 h 10 min: old %d, later %d, fresh %d spans, %d partitions, %d dropped; want 0, 0, 1, 1, 1",
+			count("old^1^1"), count("later^1^1"), count("fresh^1^1"), len(s.partitionIDs()), s.counters.droppedAge.Load())
 	}
 }
 
@@ -314,7 +321,9 @@ func TestAgentsAndSamples(t *testing.T) {
 	pool.SetTag("pool_id", "7")
 	pool.SetTag("url", "jdbc:mysql://db/shop")
 	pool.AddField(point.Int("ActiveConnectionSize", 3))
-	write(t, s, agentPoint(base-100_000, 0), agentPoint(base-100_000, base-50_000), agentPoint(base, 0), jvmPoint(base+10_000, 2048), jvmPoint(base+5000, 1024), pool)
+	write(t, s, agentPoint("fe-1", base-100_000, 0), agentPoint("fe-1", base-100_000, base-50_000), agentPoint("fe-1", base, 0), // a run ended, a new one
+		agentPoint("fe-2", base, 0), agentPoint("fe-2", base, base+60_000), // a run that ended
+		jvmPoint(base+10_000, 2048), jvmPoint(base+5000, 1024), pool)
 	write(t, s, rows(call(traceID(1), 1, base+20_000, 100, false)...)...)
 	agents, err := s.Agents()
 	if err != nil {
@@ -323,6 +332,7 @@ func TestAgentsAndSamples(t *testing.T) {
 	want := []Agent{
 		{AgentID: "be-1", App: "backend", LastSeenMs: base + 20_098},
 		{AgentID: "fe-1", App: "frontend", Hostname: "vm", IP: "192.0.2.2", Version: "1.5.0", PID: 42, StartMs: base, LastSeenMs: base + 20_100},
+		{AgentID: "fe-2", App: "frontend", Hostname: "vm", IP: "192.0.2.2", Version: "1.5.0", PID: 42, StartMs: base, EndMs: base + 60_000},
 	}
 	if !reflect.DeepEqual(agents, want) {
 		t.Errorf("agents\n got %+v\nwant %+v", agents, want)
