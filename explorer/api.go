@@ -1,6 +1,7 @@
 package explorer
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,7 +39,7 @@ func (e *Explorer) transactions(w http.ResponseWriter, r *http.Request) {
 	}
 	txns, total, err := e.store.Transactions(q)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		storeError(w, err)
 		return
 	}
 	rows := make([]transactionRow, len(txns))
@@ -91,6 +92,16 @@ func status(p *params) (code, class int) {
 
 func ms(us int64) float64 { return float64(us) / 1000 }
 
+// storeError answers a failed read: 503 while the store is closed by a full disk (it opens
+// by itself), 500 otherwise.
+func storeError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	if errors.Is(err, tracestore.ErrUnavailable) {
+		status = http.StatusServiceUnavailable
+	}
+	writeError(w, status, err.Error())
+}
+
 func (e *Explorer) trace(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("trace_id")
 	if err := newParams(r.URL.Query()).err(); err != nil {
@@ -99,7 +110,7 @@ func (e *Explorer) trace(w http.ResponseWriter, r *http.Request) {
 	}
 	spans, truncated, err := e.store.Trace(id, maxSpans)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		storeError(w, err)
 		return
 	}
 	if len(spans) == 0 {
@@ -125,7 +136,7 @@ func (e *Explorer) serviceMap(w http.ResponseWriter, r *http.Request) {
 	}
 	sm, err := e.store.ServiceMap(from*1000, to*1000+999)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		storeError(w, err)
 		return
 	}
 	edges := make([]edgeRow, len(sm.Edges))
@@ -148,7 +159,7 @@ func (e *Explorer) agents(w http.ResponseWriter, r *http.Request) {
 	}
 	all, err := e.store.Agents()
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		storeError(w, err)
 		return
 	}
 	agents := []tracestore.Agent{}
@@ -173,7 +184,7 @@ func (e *Explorer) inspector(w http.ResponseWriter, r *http.Request) {
 	}
 	samples, err := e.store.Samples(agent, from, to)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		storeError(w, err)
 		return
 	}
 	writeJSON(w, map[string]any{"agent_id": agent, "from": from, "to": to, "samples": len(samples), "charts": charts(samples)})

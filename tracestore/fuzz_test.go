@@ -94,7 +94,7 @@ func storedValues(t testing.TB) [][]byte {
 	}
 	write(t, s, append(rows(rs...), agentPoint("fe-1", base, 0), agentPoint("fe-1", base, base+5000), jvmPoint(base, 1024))...)
 	var out [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.db().View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -13,9 +13,9 @@ import (
 // loadPartitions reads the partitions' bookkeeping, then drops key ranges no bookkeeping
 // names: a drop interrupted between badger's DropPrefix and the removal of its meta key
 // leaves the meta key (dropped again below, harmless), never data without one.
-func (s *Store) loadPartitions() error {
+func (s *Store) loadPartitions(db *badger.DB) error {
 	prefix := newKey(0, kindPart).b
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
@@ -36,17 +36,17 @@ func (s *Store) loadPartitions() error {
 	if err != nil {
 		return fmt.Errorf("tracestore: read partitions: %w", err)
 	}
-	return s.dropOrphans()
+	return s.dropOrphans(db)
 }
 
 // dropOrphans drops the key ranges of partition ids that have no bookkeeping.
-func (s *Store) dropOrphans() error {
+func (s *Store) dropOrphans(db *badger.DB) error {
 	known := map[uint32]bool{0: true}
 	for _, p := range s.parts {
 		known[p.id] = true
 	}
 	var orphans [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		for it.Seek(partitionPrefix(1)); it.Valid(); {
@@ -65,7 +65,7 @@ func (s *Store) dropOrphans() error {
 		return err
 	}
 	s.log.Warn("tracestore: dropping data of partitions without bookkeeping", "partitions", len(orphans))
-	return s.db.DropPrefix(orphans...)
+	return db.DropPrefix(orphans...)
 }
 
 // partitionAge is how long a partition takes writes before the next one opens.
@@ -162,11 +162,15 @@ func (s *Store) drop(p partition, reason string) {
 		s.log.Warn("tracestore: disk full: a partition past its retention stays on disk until the next start", "partition", p.id)
 		return
 	}
-	if err := s.db.DropPrefix(partitionPrefix(p.id)); err != nil {
+	db := s.db()
+	if db == nil {
+		return
+	}
+	if err := db.DropPrefix(partitionPrefix(p.id)); err != nil {
 		s.log.Warn("tracestore: drop partition", "partition", p.id, "err", err)
 		return
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(metaKey(p.id)) }); err != nil {
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Delete(metaKey(p.id)) }); err != nil {
 		s.log.Warn("tracestore: drop partition bookkeeping", "partition", p.id, "err", err)
 	}
 	s.counters.dropped(reason).Add(1)

@@ -42,7 +42,11 @@ type cursor struct {
 // ids aside), so the same row stored in two partitions comes twice in a row. fn returns
 // false to stop. Memory: one iterator per partition, whatever the range holds.
 func (s *Store) scan(r keyRange, fn func(key []byte, item *badger.Item) bool) error {
-	return s.db.View(func(txn *badger.Txn) error {
+	db := s.db()
+	if db == nil {
+		return ErrUnavailable
+	}
+	return db.View(func(txn *badger.Txn) error {
 		m := &merger{reverse: r.reverse}
 		defer m.close()
 		for _, id := range s.partitionIDs() {

@@ -19,6 +19,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -35,9 +36,10 @@ type Options struct {
 	Log      *slog.Logger
 
 	// Tests replace these.
-	Now        func() time.Time
-	FreeSpace  cache.FreeSpaceFunc
-	CheckEvery time.Duration // how often retention runs in the background
+	Now         func() time.Time
+	FreeSpace   cache.FreeSpaceFunc
+	CheckEvery  time.Duration // how often retention runs in the background
+	ReopenEvery time.Duration // how often a store closed by a full disk checks for room
 }
 
 // Defaults.
@@ -45,6 +47,7 @@ const (
 	DefaultRetention = 72 * time.Hour
 	DefaultMaxBytes  = 1 << 30
 	defaultCheck     = time.Minute
+	defaultReopen    = 5 * time.Second // a closed store checks the disk for room
 	// partitionsPerRetention: a partition covers an eighth of the retention and of max_mb,
 	// so data is kept at most an eighth longer than retention, and size retention drops
 	// about an eighth of the store at a time.
@@ -66,11 +69,16 @@ const (
 
 // Store is the local trace store. Write is safe for concurrent use with the queries and
 // with itself; Close stops the background work and closes the database.
+//
+// On a disk already full when it opens, the store stays closed rather than open badger
+// (which writes through memory maps: a crash on a full disk): writes are refused with
+// ErrDiskFull, queries answer ErrUnavailable, and the background loop opens badger once
+// the disk has room.
 type Store struct {
 	dir   string
 	opts  Options
 	log   *slog.Logger
-	db    *badger.DB
+	bdb   atomic.Pointer[badger.DB] // nil while closed (full disk at start)
 	space *spaceGuard
 
 	mu    sync.Mutex  // the partitions and the writer's state
@@ -94,37 +102,60 @@ type Store struct {
 // disk is a crash, not an error).
 var ErrDiskFull = errors.New("tracestore: disk full, write refused")
 
+// ErrUnavailable is returned by queries while the store is closed: the disk was full when
+// apmkit started, and the store opens by itself once there is room.
+var ErrUnavailable = errors.New("the explorer's store is not open: the disk was full when apmkit started; it opens by itself once there is room")
+
 // ErrMalformed wraps line protocol that does not parse.
 var ErrMalformed = errors.New("tracestore: malformed line protocol")
 
-// Open opens (creating it) the store in dir and starts its background retention.
+// Open opens (creating it) the store in dir and starts its background retention. It fails
+// only for what a restart would not cure (a locked or unreadable directory), not for a
+// full disk (see Store).
 func Open(dir string, opts Options) (*Store, error) {
 	opts = withDefaults(opts)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("tracestore: %w", err)
-	}
-	db, err := badger.Open(badgerOptions(dir, opts.Log))
-	if err != nil {
-		return nil, fmt.Errorf("tracestore: open badger at %q: %w", dir, err)
-	}
 	s := &Store{
 		dir:   dir,
 		opts:  opts,
 		log:   opts.Log,
-		db:    db,
 		space: newSpaceGuard(dir, opts.FreeSpace),
 		seen:  map[string]int64{},
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
 	s.ordinal.Store(uint64(opts.Now().UnixNano()))
-	if err := s.loadPartitions(); err != nil {
-		_ = db.Close()
+	if err := s.tryOpen(); err != nil {
 		return nil, err
 	}
 	go s.loop()
 	return s, nil
 }
+
+// tryOpen opens badger and reads the partitions, unless the disk is full.
+func (s *Store) tryOpen() error {
+	if err := os.MkdirAll(s.dir, 0o750); err != nil {
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return nil
+		}
+		return fmt.Errorf("tracestore: %w", err)
+	}
+	if !s.space.room(true) {
+		return nil
+	}
+	db, err := badger.Open(badgerOptions(s.dir, s.log))
+	if err != nil {
+		return fmt.Errorf("tracestore: open badger at %q: %w", s.dir, err)
+	}
+	if err := s.loadPartitions(db); err != nil {
+		_ = db.Close()
+		return err
+	}
+	s.bdb.Store(db)
+	return nil
+}
+
+// db is badger, nil while the store is closed.
+func (s *Store) db() *badger.DB { return s.bdb.Load() }
 
 func withDefaults(o Options) Options {
 	if o.Retention <= 0 {
@@ -145,6 +176,9 @@ func withDefaults(o Options) Options {
 	if o.CheckEvery <= 0 {
 		o.CheckEvery = defaultCheck
 	}
+	if o.ReopenEvery <= 0 {
+		o.ReopenEvery = defaultReopen
+	}
 	return o
 }
 
@@ -164,21 +198,37 @@ func badgerOptions(dir string, log *slog.Logger) badger.Options {
 // Dir is the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
-// loop runs retention and badger's value-log GC until Close.
+// loop runs retention and badger's value-log GC until Close; while the store is closed,
+// it opens it once the disk has room.
 func (s *Store) loop() {
 	defer close(s.done)
-	t := time.NewTicker(s.opts.CheckEvery)
-	defer t.Stop()
+	if s.db() == nil {
+		s.log.Error("tracestore: DEGRADED: the disk is full; the explorer's store stays closed (writes refused, the explorer answers 503) and opens by itself once there is room", "dir", s.dir)
+	}
 	for {
+		wait := s.opts.CheckEvery
+		if s.db() == nil {
+			wait = s.opts.ReopenEvery
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-s.stop:
+			t.Stop()
 			return
 		case <-t.C:
-			s.Enforce()
-			// Values stay in the LSM tree; this only reclaims what a future format puts
-			// in the value log.
-			for s.db.RunValueLogGC(0.5) == nil {
+		}
+		if s.db() == nil {
+			if err := s.tryOpen(); err != nil {
+				s.log.Warn("tracestore: open", "err", err)
+			} else if s.db() != nil {
+				s.log.Info("tracestore: the disk has room again: the explorer's store is open", "dir", s.dir)
 			}
+			continue
+		}
+		s.Enforce()
+		// Values stay in the LSM tree; this only reclaims what a future format puts in the
+		// value log.
+		for s.db().RunValueLogGC(0.5) == nil {
 		}
 	}
 }
@@ -190,11 +240,15 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.done
+		db := s.db()
+		if db == nil {
+			return
+		}
 		if !s.space.room(true) {
 			s.log.Warn("tracestore: disk full at stop: the store is left for badger to recover at the next start", "dir", s.dir)
 			return
 		}
-		if err := s.db.Close(); err != nil {
+		if err := db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("tracestore: close: %w", err)
 		}
 	})

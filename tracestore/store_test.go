@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,28 +273,58 @@ func TestReopenKeepsData(t *testing.T) {
 // TestDiskFull: below the free-space reserve nothing is written, and Close leaves badger
 // for the next start (its final flush would write through memory maps).
 func TestDiskFull(t *testing.T) {
-	free := int64(0)
-	s, err := Open(t.TempDir(), Options{CheckEvery: time.Hour, FreeSpace: func(string) (int64, error) { return free, nil }})
+	var free atomic.Int64
+	free.Store(1 << 40)
+	s, err := Open(t.TempDir(), Options{CheckEvery: time.Hour, FreeSpace: func(string) (int64, error) { return free.Load(), nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := row{trace: "a^1^1", id: 1, kind: "entry", app: "a", agent: "a-1", startMs: base, durMs: 5, resource: "/"}
+	free.Store(0)
+	s.space.room(true)
 	if err := s.Write(lines(t, r.point())); !errors.Is(err, ErrDiskFull) || s.counters.refused.Load() != 1 {
 		t.Fatalf("write on a full disk: %v, %d refused", err, s.counters.refused.Load())
 	}
-	free = 1 << 40
+	free.Store(1 << 40)
 	s.space.room(true)
 	if err := s.Write(lines(t, r.point())); err != nil {
 		t.Fatalf("write once there is room: %v", err)
 	}
-	free = 0
+	free.Store(0)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s.db.IsClosed() {
+	if s.db().IsClosed() {
 		t.Fatal("Close closed badger on a full disk")
 	}
-	_ = s.db.Close() // what the next start's replay would recover
+	_ = s.db().Close() // what the next start's replay would recover
+}
+
+// TestFullDiskAtOpen: on a disk already full, the store opens closed (badger not opened:
+// its log replay and memtables write through memory maps), refuses writes, answers
+// ErrUnavailable, and opens by itself once the disk has room.
+func TestFullDiskAtOpen(t *testing.T) {
+	var free atomic.Int64
+	s := openStore(t, Options{ReopenEvery: 10 * time.Millisecond, FreeSpace: func(string) (int64, error) { return free.Load(), nil }})
+	r := row{trace: "a^1^1", id: 1, kind: "entry", app: "a", agent: "a-1", startMs: base, durMs: 5, resource: "/"}
+	if err := s.Write(lines(t, r.point())); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("write while closed: %v", err)
+	}
+	if _, _, err := s.Transactions(Query{ToUs: maxTime, MaxUs: -1}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("query while closed: %v", err)
+	}
+	free.Store(1 << 40)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.db() == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.space.room(true)
+	if err := s.Write(lines(t, r.point())); err != nil {
+		t.Fatalf("write once there is room: %v", err)
+	}
+	if _, total, err := s.Transactions(Query{ToUs: maxTime, MaxUs: -1}); err != nil || total != 1 {
+		t.Errorf("after opening: %d transactions, %v", total, err)
+	}
 }
 
 func TestMalformedBatchIsRefusedWhole(t *testing.T) {

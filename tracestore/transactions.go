@@ -224,7 +224,7 @@ type failureReader struct {
 }
 
 func newFailureReader(s *Store) *failureReader {
-	f := &failureReader{s: s, txn: s.db.NewTransaction(false)}
+	f := &failureReader{s: s, txn: s.db().NewTransaction(false)} // open: a scan is running
 	for _, id := range s.partitionIDs() {
 		pid := partitionPrefix(id)
 		f.pids = append(f.pids, pid)

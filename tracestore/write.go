@@ -27,7 +27,7 @@ func (s *Store) Write(raw []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if !s.space.room(false) {
+	if s.db() == nil || !s.space.room(false) {
 		s.counters.refused.Add(1)
 		return ErrDiskFull
 	}
@@ -305,7 +305,7 @@ func (b *batchBuilder) finish() {
 
 // flush writes the entries in one badger write batch.
 func (b *batchBuilder) flush() error {
-	wb := b.s.db.NewWriteBatch()
+	wb := b.s.db().NewWriteBatch()
 	defer wb.Cancel()
 	for _, e := range b.entries {
 		if err := wb.SetEntry(badger.NewEntry(e.k, e.v)); err != nil {
