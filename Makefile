@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X github.com/apmkit/apmkit/internal/version.Version=$(VERSION)
 # The exact build command; the Dockerfile runs the same one (a test checks they agree).
 BUILD   := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 
-.PHONY: build run test bench lint confd proto proto-check clean
+.PHONY: build run test tools bench lint confd proto proto-check clean
 
 build:
 	$(BUILD) -o bin/apmkit ./cmd/apmkit
@@ -15,8 +15,15 @@ build:
 run: build
 	ENV_DEFAULT_ENABLED_INPUTS=$${ENV_DEFAULT_ENABLED_INPUTS:-pinpoint} ./bin/apmkit run --conf-dir ./conf.d --data-dir ./data
 
-test:
+test: tools
 	$(GO) test -race -count=1 -timeout 75m ./...
+
+# bin/jaeger, Jaeger all-in-one for the OTLP tests: the tool of its own module tools/jaeger,
+# built once per tools/jaeger/go.sum and cached outside the clone (tools/jaeger/build.sh).
+tools: bin/jaeger
+
+bin/jaeger: tools/jaeger/go.mod tools/jaeger/go.sum tools/jaeger/build.sh
+	GO=$(GO) tools/jaeger/build.sh $@
 
 # Every benchmark: the Go micro-benchmarks, then the load benchmark (about 10 minutes).
 bench: bench-go bench-load

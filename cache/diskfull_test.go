@@ -41,7 +41,7 @@ func openOnDisk(t testing.TB, dir string, cfg cache.Config, disk *fakeDisk, opts
 }
 
 // waitState waits (bounded) until db is in want.
-func waitState(t *testing.T, db *cache.DB, want cache.State) cache.Stats {
+func waitState(t *testing.T, db interface{ Stats() cache.Stats }, want cache.State) cache.Stats {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -31,3 +31,13 @@ const MinReserve = minReserve
 
 // Hysteresis is the room above the reserve that ends StateDiskFull.
 const Hysteresis = hysteresis
+
+// WithRedisProbe makes the Redis backend try a down Redis every d.
+func WithRedisProbe(d time.Duration) RedisOption {
+	return func(o *redisOptions) { o.probeEvery = d }
+}
+
+// WithRedisSweep makes the Redis backend sweep expired keys every d.
+func WithRedisSweep(d time.Duration) RedisOption {
+	return func(o *redisOptions) { o.sweepEvery = d }
+}

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -202,5 +203,63 @@ func TestOpGatePause(t *testing.T) {
 	g.resume()
 	if !g.close() || g.pause(time.Second) {
 		t.Fatal("a closed gate paused")
+	}
+}
+
+// TestFallbackReplayKeepsNewerWrites: a key written again while its older value is being
+// replayed stays in the fallback with the newer value, to be replayed after; deletes
+// supersede sets and the other way round.
+func TestFallbackReplayKeepsNewerWrites(t *testing.T) {
+	f := newFallback(1)
+	defer f.close()
+	if handled, _ := f.set([]byte("k"), []byte("v"), 0); handled {
+		t.Fatal("the fallback took a write while Redis was ok")
+	}
+	f.degrade(errors.New("connection refused"))
+	mustKeep := func(handled bool, err error) {
+		t.Helper()
+		if !handled || err != nil {
+			t.Fatalf("kept: %v, %v; want the write kept", handled, err)
+		}
+	}
+	mustKeep(f.set([]byte("k"), []byte("old"), 0))
+	mustKeep(f.set([]byte("gone"), []byte("x"), time.Hour))
+	mustKeep(f.delete([]byte("gone")))
+	f.catchUp()
+	items := f.batch(10)
+	mustKeep(f.set([]byte("k"), []byte("new"), 0)) // while "old" is on its way to Redis
+	for _, it := range items {
+		f.done(it)
+	}
+	if f.finish() {
+		t.Fatal("caught up with a newer write still kept")
+	}
+	items = f.batch(10)
+	if len(items) != 1 || items[0].key != "k" || string(items[0].val) != "new" || items[0].deleted {
+		t.Fatalf("left to replay: %+v, want k=new", items)
+	}
+	if val, hit, err := f.get([]byte("k")); !hit || err != nil || string(val) != "new" {
+		t.Fatalf("get(k) = %q, %v, %v; want the newer value", val, hit, err)
+	}
+	f.done(items[0])
+	if !f.finish() || f.active.Load() {
+		t.Fatal("did not catch up with nothing left to replay")
+	}
+	if st := f.status(); st.changes != 0 || st.bytes != 0 || st.tombs != 0 {
+		t.Fatalf("after catching up: %+v, want nothing kept", st)
+	}
+}
+
+// TestLexUpper: the exclusive bound past every key with the prefix, bytewise.
+func TestLexUpper(t *testing.T) {
+	for prefix, want := range map[string]string{
+		"\x08pinpoint": "(\x08pinpoinu",
+		"a\xff\xff":    "(b",
+		"\xff\xff":     "+",
+		"\x00":         "(\x01",
+	} {
+		if got := lexUpper([]byte(prefix)); got != want {
+			t.Errorf("lexUpper(%q) = %q, want %q", prefix, got, want)
+		}
 	}
 }

@@ -228,6 +228,18 @@ func (m *Memory) live(prefix string) ([]memEntry, time.Time, error) {
 	return out, now, nil
 }
 
+// lookup returns the entry of key, live or not, for the Redis fallback's replay. Its val is
+// never modified in place, so it may be read without the lock.
+func (m *Memory) lookup(key string) (memEntry, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	i, ok := m.find(key)
+	if !ok {
+		return memEntry{}, false
+	}
+	return m.entries[i], true
+}
+
 // each calls fn with every live entry in key order, with its expiry (zero: none). It is for
 // copying the store into badger; fn must not call m, nor keep val.
 func (m *Memory) each(fn func(key string, val []byte, expires time.Time)) {

@@ -45,7 +45,20 @@ const (
 	// survive a restart and the data of earlier runs on disk is not visible. Once space
 	// returns, badger is opened again and what the memory holds is copied into it.
 	StateMemory State = "memory"
+	// StateRedisDown: Redis does not answer (or not in time, see Config.RedisTimeout).
+	// Writes are kept in a bounded in-memory fallback, reads of the keys written since are
+	// served from it, other reads fail at once with ErrUnavailable. Redis is tried again
+	// every second.
+	StateRedisDown State = "redis_down"
+	// StateRedisCatchingUp: Redis answers again and the writes kept in the fallback are
+	// being written to it; then the state is ok again.
+	StateRedisCatchingUp State = "redis_catching_up"
 )
+
+// States lists every State, for metrics that report each.
+func States() []State {
+	return []State{StateOK, StateDiskFull, StateMemory, StateRedisDown, StateRedisCatchingUp}
+}
 
 // Refusal reasons, the keys of Stats.Refused.
 const (
@@ -54,11 +67,16 @@ const (
 	// ReasonCapacity counts writes refused with ErrFull: the capacity_mb cap, or in the
 	// memory state the in-memory store's bound.
 	ReasonCapacity = "capacity"
+	// ReasonRedisUnavailable counts writes refused while Redis was unavailable because the
+	// local fallback was full (or off, redis_fallback_mb = 0).
+	ReasonRedisUnavailable = "redis_unavailable"
 )
 
 // Stats is a snapshot of the cache, for /v1/stats, apmkit monitor and /metrics.
 type Stats struct {
-	State State `json:"state"`
+	// Backend is "badger" or "redis".
+	Backend string `json:"backend"`
+	State   State  `json:"state"`
 	// Problem says what is wrong and what happens next; empty in StateOK.
 	Problem string `json:"problem,omitempty"`
 	// Since is when the cache entered State.
@@ -66,16 +84,19 @@ type Stats struct {
 	// SizeBytes is what the capacity cap is checked against (Backend.SizeBytes).
 	SizeBytes int64 `json:"size_bytes"`
 	// FreeBytes is the data dir's file system's free space at the last measurement; -1 when
-	// it cannot be measured (then no reserve is enforced).
+	// it cannot be measured (then no reserve is enforced), and with Redis.
 	FreeBytes int64 `json:"free_bytes"`
 	// ReserveBytes is the free space the cache leaves (MinFreeMB plus its tables, see
 	// diskSpace); FreeBytes below it is StateDiskFull.
 	ReserveBytes int64 `json:"reserve_bytes"`
-	// Refused counts the writes refused, by reason (ReasonDiskFull, ReasonCapacity).
+	// Refused counts the writes refused, by reason (ReasonDiskFull, ReasonCapacity,
+	// ReasonRedisUnavailable): each backend reports its own.
 	Refused map[string]int64 `json:"refused"`
 	// GCSkipped counts value-log GC runs skipped because the free space could not take
 	// the rewrite of a value-log file.
 	GCSkipped int64 `json:"gc_skipped"`
+	// Redis is the Redis backend's own part; nil with badger.
+	Redis *RedisStats `json:"redis,omitempty"`
 }
 
 // diskSpace keeps badger's writes within the free space of the data dir's file system, less

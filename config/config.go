@@ -31,7 +31,7 @@ type Main struct {
 	Log        Log               `toml:"log"`
 	GlobalTags map[string]string `toml:"global_tags" doc:"Tags added to every point of every input (a point's own tag of the same key wins).\nENV_GLOBAL_HOST_TAGS=\"k=v,k2=v2\" adds to them." example:"env = \"prod\"\nproject = \"shop\""`
 	IO         apmio.Config      `toml:"io" doc:"The uploader: queues, batching and outputs."`
-	Cache      cache.Config      `toml:"cache" doc:"On-disk cache (DATA_DIR/cache): agent info, metadata, pending span chunks."`
+	Cache      cache.Config      `toml:"cache" doc:"Cache of agent info, metadata and pending span chunks: badger in DATA_DIR/cache, or Redis with redis_url."`
 }
 
 // HTTPAPI is the [http_api] table.
@@ -99,14 +99,8 @@ func (m *Main) Validate() error {
 			errs = append(errs, fmt.Errorf("global_tags: %q = %q: keys and values must not be empty", k, v))
 		}
 	}
-	if m.Cache.CapacityMB < 0 {
-		errs = append(errs, fmt.Errorf("cache.capacity_mb: %d must be >= 0", m.Cache.CapacityMB))
-	}
-	if m.Cache.GCInterval <= 0 {
-		errs = append(errs, fmt.Errorf("cache.gc_interval: %s must be > 0", m.Cache.GCInterval))
-	}
-	if m.Cache.MinFreeMB < 0 {
-		errs = append(errs, fmt.Errorf("cache.min_free_mb: %d must be >= 0 (values below 10 mean 10)", m.Cache.MinFreeMB))
+	if err := m.Cache.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := m.IO.Validate(); err != nil {
 		errs = append(errs, err)
@@ -227,7 +221,7 @@ func (c *Config) loadInputs(confDir string, env map[string]string) error {
 	if err := checkInputEnvNames(env); err != nil {
 		return err
 	}
-	return c.checkAddresses()
+	return errors.Join(c.checkAddresses(), c.checkAliases())
 }
 
 // inputFiles lists conf.d/**/*.conf except the main file, sorted, so the instance order
@@ -316,6 +310,26 @@ func (c *Config) checkAddresses() error {
 			}
 			uses = append(uses, u)
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkAliases refuses two instances of one plugin with the same alias (by default their
+// address): they would share, and clobber, each other's cache state.
+func (c *Config) checkAliases() error {
+	seen := map[[2]string]string{} // plugin, alias -> the first instance's source
+	var errs []error
+	for _, in := range c.Inputs {
+		a, ok := in.Config.(inputs.Aliaser)
+		if !ok {
+			continue
+		}
+		key := [2]string{in.Plugin, a.InstanceAlias()}
+		if first, dup := seen[key]; dup {
+			errs = append(errs, fmt.Errorf("two [[inputs.%s]] instances have the alias %q (%s and %s): their cache state would mix; give each its own alias", in.Plugin, key[1], first, in.Source))
+			continue
+		}
+		seen[key] = in.Source
 	}
 	return errors.Join(errs...)
 }

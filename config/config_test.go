@@ -211,6 +211,10 @@ func TestBadConfigs(t *testing.T) {
 			[]string{"ENV_DATAWAY=ftp://h?token=tkn_****cdef: io.outputs[0]"}},
 		{"placeholder dataway token", "", "", []string{"ENV_DATAWAY=https://openway.guance.com?token=tkn_REPLACE_ME"},
 			[]string{"ENV_DATAWAY=", "placeholder (REPLACE_ME)"}},
+		{"env otlp protocol", "", "", []string{"OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"},
+			[]string{`OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=http/json: io.outputs[0] (otlp): protocol "http/json": allowed: grpc, http/protobuf`}},
+		{"env otlp headers", "", "", []string{"OTEL_EXPORTER_OTLP_ENDPOINT=127.0.0.1:4317", "OTEL_EXPORTER_OTLP_HEADERS=api-key"},
+			[]string{`OTEL_EXPORTER_OTLP_HEADERS: "****" is not key=value (format: key1=value1,key2=value2)`}},
 		{"same address twice", "x.conf", "[[inputs.testin]]\naddress = \"127.0.0.1:7\"\n[[inputs.testin]]\naddress = \"0.0.0.0:7\"\n", nil,
 			[]string{"x.conf: [[inputs.testin]] #1 address", "x.conf: [[inputs.testin]] #2 address", `"0.0.0.0:7"`, "two inputs listen on the same address"}},
 		{"same address from the environment", "x.conf", "[[inputs.testin]]\n[[inputs.testin]]\n", []string{"ENV_INPUT_TESTIN_ADDRESS=127.0.0.1:8"},
@@ -245,6 +249,10 @@ func TestBadConfigs(t *testing.T) {
 			[]string{"ENV_GLOBAL_HOST_TAGS", `"b" is not key=value`}},
 		{"env bad log level", "", "", []string{"ENV_LOG_LEVEL=chatty"},
 			[]string{`ENV_LOG_LEVEL=chatty: log.level: "chatty"`}},
+		{"env redis url masked", "", "", []string{"ENV_CACHE_REDIS_URL=redis+sentinel://:s3cret-pw@s1:26379"},
+			[]string{"ENV_CACHE_REDIS_URL=redis+sentinel://:****@s1:26379: cache.redis_url: redis+sentinel://:****@s1:26379: a Sentinel URL needs ?master_name="}},
+		{"bad redis options", "apmkit.conf", "[cache]\nredis_key_prefix = \"{x}\"\nredis_timeout = \"0s\"\n", nil,
+			[]string{"apmkit.conf: cache.redis_key_prefix", "cache.redis_timeout: 0s must be > 0"}},
 		{"env inputs syntax", "", "", []string{"ENV_DATAKIT_INPUTS=[[inputs.testin]"},
 			[]string{"ENV_DATAKIT_INPUTS"}},
 		{"both env inputs differ", "", "", []string{"ENV_DATAKIT_INPUTS=[[inputs.testin]]", "ENV_APMKIT_INPUTS=[[inputs.testin]]\n[[inputs.testin]]"},
@@ -367,9 +375,11 @@ func TestMainEnv(t *testing.T) {
 		"ENV_HTTP_LISTEN=0.0.0.0:19529",
 		"ENV_LOG_LEVEL=DEBUG",
 		"ENV_HOSTNAME=pod-7",
+		"ENV_CACHE_REDIS_URL=redis://:pw@redis.apmkit.svc:6379/1",
 	)
 	m := cfg.Main
-	if m.HTTPAPI.Listen != "0.0.0.0:19529" || m.Log.Level != "debug" || m.Hostname != "pod-7" {
+	if m.HTTPAPI.Listen != "0.0.0.0:19529" || m.Log.Level != "debug" || m.Hostname != "pod-7" ||
+		m.Cache.RedisURL != "redis://:pw@redis.apmkit.svc:6379/1" {
 		t.Fatalf("main %+v", m)
 	}
 	if !reflect.DeepEqual(m.GlobalTags, map[string]string{"env": "prod", "team": "a", "cluster": "k1"}) {
@@ -382,6 +392,51 @@ func TestMainEnv(t *testing.T) {
 	want := "influxdb http://127.0.0.1:8086|dataway https://a.example?token=tkn_a|dataway https://b.example?token=tkn_b"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("outputs %q", got)
+	}
+}
+
+// The OpenTelemetry variables set the file's otlp output (its other keys stay), or add one.
+func TestOTLPEnv(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "apmkit.conf", `
+[[io.outputs]]
+  type = "file"
+[[io.outputs]]
+  type = "otlp"
+  endpoint = "127.0.0.1:4317"
+  categories = ["tracing"]
+  [io.outputs.headers]
+    X-Tenant = "file"
+    X-Team = "a"
+`)
+	cfg := mustLoad(t, dir,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=https://collector.example:4318/base",
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20tok-secret-123 , X-Tenant=env",
+	)
+	o := cfg.Main.IO.Outputs[1]
+	want := map[string]string{"Authorization": "Bearer tok-secret-123", "X-Tenant": "env", "X-Team": "a"}
+	if len(cfg.Main.IO.Outputs) != 2 || o.Endpoint != "https://collector.example:4318/base" || o.Protocol != "http/protobuf" ||
+		!reflect.DeepEqual(o.Headers, want) || !reflect.DeepEqual(o.Categories, []string{"tracing"}) {
+		t.Fatalf("outputs %+v", cfg.Main.IO.Outputs)
+	}
+	text, err := cfg.Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(text, "tok-secret") || !strings.Contains(text, `Authorization = "Bear****-123"`) {
+		t.Fatalf("header not masked:\n%s", text)
+	}
+
+	// No otlp output in the file: the endpoint adds one, on apmkit's default protocol.
+	cfg = mustLoad(t, t.TempDir(), "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317")
+	if got := cfg.Main.IO.Outputs; len(got) != 1 || got[0].Type != "otlp" || got[0].Endpoint != "http://127.0.0.1:4317" || got[0].Protocol != "grpc" {
+		t.Fatalf("outputs %+v", got)
+	}
+	// Without an endpoint, an SDK's protocol or headers variable turns nothing on.
+	cfg = mustLoad(t, t.TempDir(), "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_HEADERS=a=b")
+	if got := cfg.Main.IO.Outputs; len(got) != 0 {
+		t.Fatalf("outputs %+v", got)
 	}
 }
 
@@ -418,6 +473,8 @@ func TestEffectiveMasksSecrets(t *testing.T) {
   url = "http://user:pw-secret@127.0.0.1:8086"
   database = "apm"
   password = "basic-secret"
+[cache]
+  redis_url = "redis+sentinel://:sentinel-secret@s1:26379?master_name=main&password=master-secret"
 `)
 	writeFile(t, dir, "t.conf", "[[inputs.testin]]\naddress = \"shown\"\n")
 	cfg := mustLoad(t, dir)
@@ -425,12 +482,12 @@ func TestEffectiveMasksSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"tkn_secret123", "influx-token-secret", "pw-secret", "basic-secret", "hdr-secret", "qs-secret"} {
+	for _, secret := range []string{"tkn_secret123", "influx-token-secret", "pw-secret", "basic-secret", "hdr-secret", "qs-secret", "sentinel-secret", "master-secret"} {
 		if strings.Contains(text, secret) {
 			t.Errorf("secret %q printed:\n%s", secret, text)
 		}
 	}
-	for _, shown := range []string{"token=tkn_****t123&x=1", `Authorization = "Bear****1234"`, `X-Tenant = "shop"`, "access_token=****&", `address = "shown"`, "[[inputs.testin]]", "[[io.outputs]]"} {
+	for _, shown := range []string{"token=tkn_****t123&x=1", `Authorization = "Bear****1234"`, `X-Tenant = "shop"`, "access_token=****&", `redis_url = "redis+sentinel://:****@s1:26379?master_name=main&password=mast****cret"`, `address = "shown"`, "[[inputs.testin]]", "[[io.outputs]]"} {
 		if !strings.Contains(text, shown) {
 			t.Errorf("%q missing from:\n%s", shown, text)
 		}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -26,7 +28,12 @@ const (
 	EnvHTTPToken            = "ENV_HTTP_TOKEN"
 	EnvLogLevel             = "ENV_LOG_LEVEL"
 	EnvHostname             = "ENV_HOSTNAME"
+	EnvCacheRedisURL        = "ENV_CACHE_REDIS_URL"
 	EnvInputPrefix          = "ENV_INPUT_"
+	// OpenTelemetry's standard exporter variables configure an otlp output.
+	EnvOTLPEndpoint = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	EnvOTLPProtocol = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	EnvOTLPHeaders  = "OTEL_EXPORTER_OTLP_HEADERS"
 )
 
 func parseEnviron(environ []string) map[string]string {
@@ -73,6 +80,10 @@ func applyMainEnv(m *Main, env map[string]string) (map[string]string, error) {
 			m.GlobalTags[k] = v
 		}
 	}
+	if v := strings.TrimSpace(env[EnvCacheRedisURL]); v != "" {
+		m.Cache.RedisURL = v
+		set["cache.redis_url"] = EnvCacheRedisURL + "=" + secret.URL(v)
+	}
 	if v, ok := env[EnvDataway]; ok && strings.TrimSpace(v) != "" {
 		urls := splitList(v)
 		m.IO.Outputs = withDataways(m.IO.Outputs, urls)
@@ -80,7 +91,77 @@ func applyMainEnv(m *Main, env map[string]string) (map[string]string, error) {
 			set[fmt.Sprintf("io.outputs[%d]", len(m.IO.Outputs)-len(urls)+i)] = EnvDataway + "=" + secret.URL(u)
 		}
 	}
+	if err := applyOTLPEnv(m, env, set); err != nil {
+		return nil, err
+	}
 	return set, nil
+}
+
+// applyOTLPEnv overlays OTEL_EXPORTER_OTLP_ENDPOINT, _PROTOCOL and _HEADERS on the first
+// otlp output of the file, keeping its other keys (the variables win over the file for the
+// keys they set); with no otlp output in the file, the endpoint variable adds one. Without
+// an endpoint anywhere the variables are left alone: an environment made for OpenTelemetry
+// SDKs does not turn an output on by itself.
+func applyOTLPEnv(m *Main, env map[string]string, set map[string]string) error {
+	endpoint := strings.TrimSpace(env[EnvOTLPEndpoint])
+	protocol := strings.TrimSpace(env[EnvOTLPProtocol])
+	headers := strings.TrimSpace(env[EnvOTLPHeaders])
+	i := slices.IndexFunc(m.IO.Outputs, func(o apmio.OutputConfig) bool { return o.Type == apmio.TypeOTLP })
+	if i < 0 {
+		if endpoint == "" {
+			return nil
+		}
+		m.IO.Outputs = append(m.IO.Outputs, apmio.OutputConfig{Type: apmio.TypeOTLP})
+		i = len(m.IO.Outputs) - 1
+	}
+	o := &m.IO.Outputs[i]
+	var from []string
+	if endpoint != "" {
+		o.Endpoint = endpoint
+		from = append(from, EnvOTLPEndpoint+"="+secret.Endpoint(endpoint))
+	}
+	if protocol != "" {
+		o.Protocol = protocol
+		from = append(from, EnvOTLPProtocol+"="+protocol)
+	}
+	if headers != "" {
+		h, err := parseOTLPHeaders(headers)
+		if err != nil {
+			return fmt.Errorf("%s: %w", EnvOTLPHeaders, err)
+		}
+		o.Headers = maps.Clone(o.Headers)
+		if o.Headers == nil {
+			o.Headers = map[string]string{}
+		}
+		maps.Copy(o.Headers, h)
+		from = append(from, EnvOTLPHeaders+"="+strings.Join(slices.Sorted(maps.Keys(h)), ",")+" (values not shown)")
+	}
+	if len(from) > 0 {
+		set[fmt.Sprintf("io.outputs[%d]", i)] = strings.Join(from, " ")
+	}
+	return nil
+}
+
+// parseOTLPHeaders reads OpenTelemetry's header list: key=value pairs separated by commas,
+// values percent-encoded (W3C baggage format).
+func parseOTLPHeaders(s string) (map[string]string, error) {
+	h := map[string]string{}
+	for _, item := range strings.Split(s, ",") {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(item, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value (format: key1=value1,key2=value2)", secret.Mask(item))
+		}
+		val, err := url.PathUnescape(v)
+		if err != nil {
+			return nil, fmt.Errorf("header %s: the value is not percent-encoded", k)
+		}
+		h[k] = val
+	}
+	return h, nil
 }
 
 // parseTagList parses "k=v,k2=v2".

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"reflect"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 
@@ -12,11 +13,11 @@ import (
 
 // Effective renders the effective configuration (defaults, files and environment) as TOML,
 // with secrets masked: secret.Secret fields mask themselves; fields tagged `secret:"true"`
-// or named password, token, secret or api_key, the secrets of URLs (secret.URL: the same
-// masker as the outputs' logs) and the values of secret headers (Authorization, *token*,
-// *key*) are masked here. Implicit outputs are shown: the file output when no output is
-// configured, the explorer's local output when io.explorer is on (see
-// io.Config.WithImplicitOutputs).
+// or named password, token, secret or api_key, the secrets of URLs (keys url and *_url;
+// secret.URL: the same masker as the outputs' logs) and the values of secret headers
+// (Authorization, *token*, *key*) are masked here. Implicit outputs are shown: the file
+// output when no output is configured, the explorer's local output when io.explorer is on
+// (see io.Config.WithImplicitOutputs).
 func (c *Config) Effective() (string, error) {
 	var buf bytes.Buffer
 	enc := toml.NewEncoder(&buf)
@@ -78,8 +79,10 @@ func masked(v reflect.Value) reflect.Value {
 				// masks itself (MarshalText)
 			case isSecret(f) && fv.Kind() == reflect.String && fv.String() != "":
 				fv.SetString(secret.Mask(fv.String()))
-			case fv.Kind() == reflect.String && f.key == "url":
+			case fv.Kind() == reflect.String && (f.key == "url" || strings.HasSuffix(f.key, "_url")):
 				fv.SetString(MaskURL(fv.String()))
+			case fv.Kind() == reflect.String && f.key == "endpoint":
+				fv.SetString(secret.Endpoint(fv.String()))
 			case f.key == "headers" && fv.Type() == reflect.TypeOf(map[string]string(nil)):
 				fv.Set(reflect.ValueOf(secret.Headers(fv.Interface().(map[string]string))))
 			default:

@@ -30,6 +30,10 @@ var mainEnvDocs = map[string]string{
 	EnvHTTPToken:            "`[http_api] token`: the token the explorer (the page at `/` and `/api/v1/`) requires, e.g. from a Kubernetes Secret. Set it whenever the API listens beyond loopback.",
 	EnvLogLevel:             "`[log] level`: debug, info, warn or error.",
 	EnvHostname:             "`hostname`: the host tag and the name in logs.",
+	EnvCacheRedisURL:        "`[cache] redis_url`: keep the cache in Redis, shared by the replicas, instead of badger in the data dir. Empty or unset leaves the file's value.",
+	EnvOTLPEndpoint:         "Configures an `otlp` output: its `endpoint` (grpc: `host:port` or `http(s)://host:port`; http/protobuf: the base URL). It sets the first otlp output of apmkit.conf (its other keys stay), or adds one when the file has none.",
+	EnvOTLPProtocol:         "`protocol` of that otlp output: `grpc` (apmkit's default) or `http/protobuf`. Without an otlp output and `OTEL_EXPORTER_OTLP_ENDPOINT` it does nothing.",
+	EnvOTLPHeaders:          "`key1=value1,key2=value2` (values percent-encoded), added to that otlp output's `headers` (the variable wins for the same key). Without an otlp output and `OTEL_EXPORTER_OTLP_ENDPOINT` it does nothing.",
 	EnvInputPrefix:          "Sets OPTION on every instance of INPUT, over the files. The options of each input are listed below; an unknown option of a known input is an error (a typo is never silently ignored).",
 }
 
@@ -40,7 +44,8 @@ var mainEnvKeys = map[string]string{
 	"http_api.token":  EnvHTTPToken,
 	"log.level":       EnvLogLevel,
 	"global_tags":     EnvGlobalHostTags + " (adds)",
-	"io.outputs":      EnvDataway + " (dataway outputs)",
+	"io.outputs":      EnvDataway + " (dataway outputs), `" + EnvOTLPEndpoint + "`, `" + EnvOTLPProtocol + "`, `" + EnvOTLPHeaders + "` (an otlp output)",
+	"cache.redis_url": EnvCacheRedisURL,
 }
 
 // writer accumulates the document; docs carries each table's doc tag from its parent's
@@ -116,7 +121,7 @@ variables, lists are JSON or comma separated and tables are JSON.
 func mainEnvOrder() []string {
 	return []string{
 		EnvDefaultEnabledInputs, EnvDatakitInputs, EnvApmkitInputs, EnvInputPrefix,
-		EnvDataway, EnvGlobalHostTags, EnvHTTPListen, EnvHTTPToken, EnvLogLevel, EnvHostname,
+		EnvDataway, EnvOTLPEndpoint, EnvOTLPProtocol, EnvOTLPHeaders, EnvGlobalHostTags, EnvHTTPListen, EnvHTTPToken, EnvLogLevel, EnvHostname, EnvCacheRedisURL,
 	}
 }
 

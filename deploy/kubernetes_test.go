@@ -26,6 +26,10 @@ import (
 
 const manifestDir = "kubernetes"
 
+// variants are the folders of complete manifest sets: the default one and the scale-out
+// one (replicas sharing a Redis).
+var variants = []string{manifestDir, filepath.Join(manifestDir, "scale-out")}
+
 // The Kubernetes objects, as far as these checks read them. Fields the checks do not use
 // are ignored; a misspelt field the checks do use shows up as missing.
 type object struct {
@@ -195,11 +199,14 @@ func mapsKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func readManifests(t *testing.T) map[string]string {
+func readManifests(t *testing.T) map[string]string { return readManifestsIn(t, manifestDir) }
+
+// readManifestsIn reads the *.yaml files of one variant.
+func readManifestsIn(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(manifestDir, "*.yaml"))
+	paths, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil || len(paths) == 0 {
-		t.Fatalf("no manifests in %s (%v)", manifestDir, err)
+		t.Fatalf("no manifests in %s (%v)", dir, err)
 	}
 	files := map[string]string{}
 	for _, p := range paths {
@@ -213,6 +220,7 @@ func readManifests(t *testing.T) map[string]string {
 var mainEnv = []string{
 	config.EnvDefaultEnabledInputs, config.EnvDatakitInputs, config.EnvApmkitInputs, config.EnvDataway,
 	config.EnvGlobalHostTags, config.EnvHTTPListen, config.EnvLogLevel, config.EnvHostname,
+	config.EnvCacheRedisURL,
 }
 
 // runtimeEnv are read by the Go runtime in apmkit's process, not by its config.
@@ -638,6 +646,9 @@ func checkManifests(t *testing.T, files map[string]string, dockerfile string) []
 		}
 		switch o.Kind {
 		case "Deployment", "DaemonSet", "StatefulSet":
+			if o.Metadata.Labels["app.kubernetes.io/name"] != "apmkit" {
+				continue // what apmkit uses, such as the scale-out variant's Redis
+			}
 			w, werrs := checkWorkload(t, objs, o, img)
 			for _, err := range werrs {
 				errs = append(errs, fmt.Errorf("%s: %w", o, err))
@@ -654,7 +665,7 @@ func checkManifests(t *testing.T, files map[string]string, dockerfile string) []
 		}
 	}
 	for _, o := range objs {
-		if o.Kind == "Service" {
+		if o.Kind == "Service" && o.Metadata.Labels["app.kubernetes.io/name"] == "apmkit" {
 			errs = append(errs, checkService(o, workloads)...)
 		}
 	}
@@ -714,8 +725,10 @@ func matches(selector, labels map[string]string) bool {
 // pod (image entrypoint and ENV, mounted ConfigMap keys, resolved env) and runs apmkit's
 // config loader on it, then checks env names, ports, probes, resources and security.
 func TestManifestsMatchApmkit(t *testing.T) {
-	for _, err := range checkManifests(t, readManifests(t), readFile(t, filepath.Join(repoRoot, "Dockerfile"))) {
-		t.Error(err)
+	for _, dir := range variants {
+		for _, err := range checkManifests(t, readManifestsIn(t, dir), readFile(t, filepath.Join(repoRoot, "Dockerfile"))) {
+			t.Errorf("%s: %v", dir, err)
+		}
 	}
 }
 
@@ -723,7 +736,13 @@ func TestManifestsMatchApmkit(t *testing.T) {
 // file in conf.d/pinpoint/, no environment) and every key an ENV_DATAKIT_INPUTS refers to
 // as that variable: each must be valid apmkit configuration.
 func TestConfigMapConfsLoad(t *testing.T) {
-	objs, err := loadManifests(readManifests(t))
+	for _, dir := range variants {
+		t.Run(dir, func(t *testing.T) { testConfigMapConfsLoad(t, readManifestsIn(t, dir)) })
+	}
+}
+
+func testConfigMapConfsLoad(t *testing.T, files map[string]string) {
+	objs, err := loadManifests(files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -840,13 +859,14 @@ func userSecret(url string) string {
 // refuses placeholders such as tkn_REPLACE_ME); the dataway/ overlay generates the Secret
 // from a file the user writes, under the name and key the workloads read.
 func TestNoPlaceholderTokenShipped(t *testing.T) {
-	files := readManifests(t)
-	for name, text := range files {
-		if strings.Contains(text, "REPLACE_ME") {
-			t.Errorf("%s ships a placeholder token", name)
-		}
-		if strings.Contains(text, "kind: Secret") {
-			t.Errorf("%s ships a Secret: the user creates it", name)
+	for _, dir := range variants {
+		for name, text := range readManifestsIn(t, dir) {
+			if strings.Contains(text, "REPLACE_ME") {
+				t.Errorf("%s/%s ships a placeholder token", dir, name)
+			}
+			if strings.Contains(text, "kind: Secret") {
+				t.Errorf("%s/%s ships a Secret: the user creates it", dir, name)
+			}
 		}
 	}
 	overlay := readFile(t, filepath.Join(manifestDir, "dataway", "kustomization.yaml"))

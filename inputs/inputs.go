@@ -41,8 +41,10 @@ type Host interface {
 	// a whole, and the uploader; the span is the host's from then on. Like Feed it may
 	// block briefly and returns an error when the span had to be dropped.
 	FeedSpan(ctx context.Context, s *span.Span) error
-	// Store returns the namespace of the agent's on-disk cache for this input.
-	Store(namespace string) cache.Store
+	// Store returns a namespace of the agent's cache for this input instance alone: the
+	// agent scopes the name to the instance's alias (see Aliaser), so two instances never
+	// see each other's keys.
+	Store(namespace string) (cache.Store, error)
 	Logger() *slog.Logger
 	// Metrics registers the input's self-metrics; labels input and instance are added.
 	Metrics() prometheus.Registerer
@@ -65,6 +67,17 @@ type Config interface {
 // on the same address, which would otherwise fail only at start ("address already in use").
 type Listener interface {
 	ListenAddresses() map[string]string
+}
+
+// Aliaser is implemented by the configs of inputs that keep state. InstanceAlias is the instance's
+// stable identity among its plugin's instances (Telegraf's alias option, or a default such
+// as its listen address): the agent keys the instance's cache namespaces, log lines and
+// /v1/stats by it, so the instance finds its state again after a restart or a reordering
+// of the config, and never another instance's. The config loader refuses two instances of
+// one plugin with the same alias. Instances whose config has no alias are told apart by
+// their position.
+type Aliaser interface {
+	InstanceAlias() string
 }
 
 // Plugin is a registered input kind.

@@ -22,23 +22,31 @@ type Config struct {
 	FlushInterval  time.Duration  `toml:"flush_interval" doc:"...or when its oldest point is this old."`
 	StopTimeout    time.Duration  `toml:"stop_timeout" doc:"On stop, how long queued batches may take to reach the outputs; the rest is spilled to disk."`
 	Explorer       bool           `toml:"explorer" doc:"Keep the embedded explorer's data: unless an output of type local is configured, apmkit adds one with its defaults\n(DATA_DIR/explorer, categories metric and tracing, retention 72h, max_mb 1024) beside the configured outputs,\nor beside the implicit file output when none is configured. false: no implicit local output (the explorer page then says so)."`
-	Outputs        []OutputConfig `toml:"outputs" doc:"Where points go. Every output receives every batch of its categories independently.\nWith no output configured, apmkit writes line-protocol files under DATA_DIR/out/ (and, with explorer = true,\nkeeps the explorer's local store). Several DataWay URLs = several dataway outputs." example:"[[io.outputs]]\n  type = \"dataway\"\n  url = \"https://openway.guance.com?token=tkn_xxx\"\n\n[[io.outputs]]\n  type = \"influxdb\"\n  url = \"http://127.0.0.1:8086\"\n  database = \"apm\"\n\n[[io.outputs]]\n  type = \"file\"\n  categories = [\"tracing\"]"`
+	Outputs        []OutputConfig `toml:"outputs" doc:"Where points go. Every output receives every batch of its categories independently.\nWith no output configured, apmkit writes line-protocol files under DATA_DIR/out/ (and, with explorer = true,\nkeeps the explorer's local store). Several DataWay URLs = several dataway outputs. otlp sends to Jaeger, Tempo or an OpenTelemetry Collector (docs/OTLP.md)." example:"[[io.outputs]]\n  type = \"dataway\"\n  url = \"https://openway.guance.com?token=tkn_xxx\"\n\n[[io.outputs]]\n  type = \"influxdb\"\n  url = \"http://127.0.0.1:8086\"\n  database = \"apm\"\n\n[[io.outputs]]\n  type = \"file\"\n  categories = [\"tracing\"]\n\n[[io.outputs]]\n  type = \"otlp\"\n  endpoint = \"127.0.0.1:4317\"\n  insecure = true\n  categories = [\"tracing\"]"`
 }
 
 // OutputConfig is one `[[io.outputs]]` table.
 type OutputConfig struct {
-	Type string `toml:"type" doc:"file | dataway | influxdb | influxdb2 | local (the explorer's trace store; at most one)"`
+	Type string `toml:"type" doc:"file | dataway | influxdb | influxdb2 | otlp | local (the explorer's trace store; at most one)"`
 	Name string `toml:"name" doc:"Unique name (metrics, spill folder DATA_DIR/spill/<name>). Letters, digits, '-', '_', '.'. Default: the type, then type-2, type-3..."`
 	// Categories limits the output to some categories (metric, tracing, logging, object); empty = all.
-	Categories []string `toml:"categories" doc:"Categories this output receives (metric, tracing, logging, object). Empty = all."`
+	Categories []string `toml:"categories" doc:"Categories this output receives (metric, tracing, logging, object). Empty = all (otlp: metric and tracing, the ones it takes; set [\"tracing\"] for a traces-only backend such as Jaeger)."`
 
 	URL     string        `toml:"url" doc:"dataway: https://openway.guance.com?token=tkn_xxx (the token query is kept)\ninfluxdb/influxdb2: http://127.0.0.1:8086"`
-	Timeout time.Duration `toml:"timeout" doc:"Per-request timeout of HTTP outputs. Default 30s."`
+	Timeout time.Duration `toml:"timeout" doc:"Per-request timeout of HTTP and otlp outputs. Default 30s."`
 	// Gzip is a pointer so that an explicit `gzip = false` survives defaults-filling: a plain
 	// bool cannot tell "unset" (default true) from "false".
-	Gzip      *bool             `toml:"gzip" doc:"Compress HTTP request bodies with gzip. Default true."`
+	Gzip      *bool             `toml:"gzip" doc:"Compress HTTP request bodies (otlp: gRPC messages too) with gzip. Default true."`
 	GzipLevel int               `toml:"gzip_level" doc:"gzip level, 1 (fastest) to 9 (smallest), of request bodies and of the disk spill. Default 1: span line protocol still shrinks to about a tenth, at half the CPU of level 5."`
-	Headers   map[string]string `toml:"headers" doc:"Extra HTTP headers (they win over apmkit's own)." example:"X-Tenant = \"shop\""`
+	Headers   map[string]string `toml:"headers" doc:"Extra HTTP headers (they win over apmkit's own); otlp grpc: gRPC metadata. Values of secret-like headers (Authorization, *token*, *key*) are masked wherever they are printed." example:"X-Tenant = \"shop\""`
+
+	Endpoint      string `toml:"endpoint" doc:"otlp: where to send. protocol grpc: host:port (TLS unless insecure = true), or http://host:port (plaintext) / https://host:port; protocol http/protobuf: the base URL, e.g. http://127.0.0.1:4318, to which apmkit adds /v1/traces and /v1/metrics."`
+	Protocol      string `toml:"protocol" doc:"otlp: grpc (default) or http/protobuf."`
+	Insecure      bool   `toml:"insecure" doc:"otlp grpc: plaintext, no TLS (a collector on the same host or network). An http:// endpoint is plaintext too."`
+	TLSCAFile     string `toml:"tls_ca_file" doc:"otlp: PEM file of the CA that signed the server's certificate (default: the system's CAs)."`
+	TLSCertFile   string `toml:"tls_cert_file" doc:"otlp: PEM client certificate, for servers that want mutual TLS (with tls_key_file)."`
+	TLSKeyFile    string `toml:"tls_key_file" doc:"otlp: PEM key of tls_cert_file."`
+	TLSSkipVerify bool   `toml:"tls_insecure_skip_verify" doc:"otlp: do not check the server's certificate (tests only: anyone in the path can read and change the data)."`
 
 	Database        string        `toml:"database" doc:"influxdb: database (db=)."`
 	RetentionPolicy string        `toml:"retention_policy" doc:"influxdb: retention policy (rp=), optional."`
@@ -72,15 +80,22 @@ const (
 	TypeDataway   = "dataway"
 	TypeInfluxDB  = "influxdb"
 	TypeInfluxDB2 = "influxdb2"
+	TypeOTLP      = "otlp"
 	TypeLocal     = "local"
 )
 
+// OTLP protocols.
+const (
+	ProtocolGRPC = "grpc"
+	ProtocolHTTP = "http/protobuf"
+)
+
 // allowedTypes is what error messages list; keep it in step with knownType.
-const allowedTypes = "file, dataway, influxdb, influxdb2, local"
+const allowedTypes = "file, dataway, influxdb, influxdb2, otlp, local"
 
 func knownType(t string) bool {
 	switch t {
-	case TypeFile, TypeDataway, TypeInfluxDB, TypeInfluxDB2, TypeLocal:
+	case TypeFile, TypeDataway, TypeInfluxDB, TypeInfluxDB2, TypeOTLP, TypeLocal:
 		return true
 	}
 	return false
@@ -219,6 +234,9 @@ func (o *OutputConfig) applyDefaults() {
 	setDefault(&o.MaxFiles, defaultMaxFiles)
 	setDefault(&o.Retention, defaultRetention)
 	setDefault(&o.MaxMB, defaultMaxMB)
+	if o.Type == TypeOTLP && o.Protocol == "" {
+		o.Protocol = ProtocolGRPC
+	}
 }
 
 // inFlight is the number of sender goroutines: file outputs append to one file per
@@ -351,7 +369,7 @@ func (o *OutputConfig) validateType(at string) []error {
 	}
 	switch o.Type {
 	case TypeDataway:
-		if err := validateHTTPURL(o.URL, exampleDatawayURL); err != nil {
+		if err := validateHTTPURL("url", o.URL, exampleDatawayURL); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", at, err))
 		} else if u, _ := url.Parse(o.URL); u.Query().Get("token") == "" {
 			errs = append(errs, fmt.Errorf("%s: url: missing the token query, e.g. %s", at, exampleDatawayURL))
@@ -359,16 +377,21 @@ func (o *OutputConfig) validateType(at string) []error {
 			errs = append(errs, fmt.Errorf("%s: url: the token is a placeholder (%s), not a DataWay token: put your workspace's token (tkn_...) in the url", at, p))
 		}
 	case TypeInfluxDB:
-		errs = appendIf(errs, prefixErr(at, validateHTTPURL(o.URL, exampleInfluxURL)))
+		errs = appendIf(errs, prefixErr(at, validateHTTPURL("url", o.URL, exampleInfluxURL)))
 		required("database", o.Database, " (db=)")
 	case TypeInfluxDB2:
-		errs = appendIf(errs, prefixErr(at, validateHTTPURL(o.URL, exampleInfluxURL)))
+		errs = appendIf(errs, prefixErr(at, validateHTTPURL("url", o.URL, exampleInfluxURL)))
 		required("org", o.Org, "")
 		required("bucket", o.Bucket, "")
 		required("token", o.Token.Reveal(), " (an API token with write access to the bucket)")
 		if p, ok := secret.Placeholder(o.Token.Reveal()); ok {
 			errs = append(errs, fmt.Errorf("%s: token: a placeholder (%s), not an API token", at, p))
 		}
+	case TypeOTLP:
+		errs = append(errs, o.validateOTLP(at)...)
+	}
+	if o.Type != TypeOTLP {
+		errs = append(errs, o.onlyOTLP(at)...)
 	}
 	return errs
 }
@@ -380,10 +403,10 @@ func prefixErr(at string, err error) error {
 	return fmt.Errorf("%s: %w", at, err)
 }
 
-// validateHTTPURL never quotes the URL back: it may hold a token.
-func validateHTTPURL(raw, example string) error {
+// validateHTTPURL checks the URL of key; it never quotes the URL back: it may hold a token.
+func validateHTTPURL(key, raw, example string) error {
 	if raw == "" {
-		return fmt.Errorf("url: required, e.g. %s", example)
+		return fmt.Errorf("%s: required, e.g. %s", key, example)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -391,13 +414,13 @@ func validateHTTPURL(raw, example string) error {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("url: not a valid URL (%v), e.g. %s", err, example)
+		return fmt.Errorf("%s: not a valid URL (%v), e.g. %s", key, err, example)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("url: scheme %q not supported, use http or https, e.g. %s", u.Scheme, example)
+		return fmt.Errorf("%s: scheme %q not supported, use http or https, e.g. %s", key, u.Scheme, example)
 	}
 	if u.Host == "" {
-		return fmt.Errorf("url: missing host, e.g. %s", example)
+		return fmt.Errorf("%s: missing host, e.g. %s", key, example)
 	}
 	return nil
 }
@@ -431,8 +454,12 @@ func validHeaderName(k string) bool {
 	return true
 }
 
-// categorySet resolves Categories (validated) to a membership test; empty means all.
+// categorySet resolves Categories (validated) to a membership test; empty means all (otlp:
+// all it takes).
 func (o *OutputConfig) categorySet() map[point.Category]bool {
+	if o.Type == TypeOTLP && len(o.Categories) == 0 {
+		return map[point.Category]bool{point.Metric: true, point.Tracing: true}
+	}
 	set := map[point.Category]bool{}
 	for _, name := range o.Categories {
 		if c, err := point.ParseCategory(name); err == nil {

@@ -88,6 +88,10 @@ func TestValidateErrors(t *testing.T) {
 		}
 		return Config{Outputs: []OutputConfig{o}}
 	}
+	otlpOut := func(o OutputConfig) Config {
+		o.Type = TypeOTLP
+		return Config{Outputs: []OutputConfig{o}}
+	}
 	cases := []struct {
 		name string
 		cfg  Config
@@ -100,8 +104,8 @@ func TestValidateErrors(t *testing.T) {
 			"io.outputs[0] (dataway): max_in_flight: must be > 0 (or unset for the default), got -1"},
 		{"negative feed timeout", Config{FeedTimeout: -time.Second}, "io.feed_timeout: must be > 0 (or unset for the default), got -1s"},
 		{"negative batch bytes", Config{BatchMaxBytes: -5}, "io.batch_max_bytes: must be > 0 (or unset for the default), got -5"},
-		{"no type", Config{Outputs: []OutputConfig{{}}}, "io.outputs[0]: type: required, allowed: file, dataway, influxdb, influxdb2, local"},
-		{"unknown type", Config{Outputs: []OutputConfig{{Type: "kafka"}}}, `io.outputs[0]: type "kafka": unknown, allowed: file, dataway, influxdb, influxdb2, local`},
+		{"no type", Config{Outputs: []OutputConfig{{}}}, "io.outputs[0]: type: required, allowed: file, dataway, influxdb, influxdb2, otlp, local"},
+		{"unknown type", Config{Outputs: []OutputConfig{{Type: "kafka"}}}, `io.outputs[0]: type "kafka": unknown, allowed: file, dataway, influxdb, influxdb2, otlp, local`},
 		{"dataway no url", Config{Outputs: []OutputConfig{{Type: TypeFile}, {Type: TypeDataway}}},
 			"io.outputs[1] (dataway): url: required, e.g. https://openway.guance.com?token=tkn_xxx"},
 		{"dataway no token", dw(OutputConfig{URL: "https://openway.guance.com"}),
@@ -137,6 +141,23 @@ func TestValidateErrors(t *testing.T) {
 			"io.outputs[0] (file): max_files: must be > 0 (or unset for the default), got -2"},
 		{"bad header", dw(OutputConfig{Headers: map[string]string{"X Bad": "1"}}),
 			`io.outputs[0] (dataway): headers: "X Bad" is not a valid HTTP header name`},
+		{"otlp no endpoint", otlpOut(OutputConfig{}), "io.outputs[0] (otlp): endpoint: required, e.g. 127.0.0.1:4317"},
+		{"otlp grpc endpoint not host:port", otlpOut(OutputConfig{Endpoint: "collector"}),
+			"io.outputs[0] (otlp): endpoint: not host:port, e.g. 127.0.0.1:4317"},
+		{"otlp grpc endpoint bad scheme", otlpOut(OutputConfig{Endpoint: "ftp://collector:4317"}),
+			"io.outputs[0] (otlp): endpoint: not host:port nor http(s)://host:port, e.g. 127.0.0.1:4317"},
+		{"otlp http endpoint not a URL", otlpOut(OutputConfig{Protocol: ProtocolHTTP, Endpoint: "127.0.0.1:4318"}),
+			"io.outputs[0] (otlp): endpoint: not a valid URL (first path segment in URL cannot contain colon), e.g. http://127.0.0.1:4318"},
+		{"otlp unknown protocol", otlpOut(OutputConfig{Protocol: "http/json", Endpoint: "127.0.0.1:4317"}),
+			`io.outputs[0] (otlp): protocol "http/json": allowed: grpc, http/protobuf`},
+		{"otlp url instead of endpoint", otlpOut(OutputConfig{Endpoint: "127.0.0.1:4317", URL: "http://x"}),
+			"io.outputs[0] (otlp): url: otlp outputs take endpoint instead"},
+		{"otlp logging", otlpOut(OutputConfig{Endpoint: "127.0.0.1:4317", Categories: []string{"tracing", "logging"}}),
+			"io.outputs[0] (otlp): categories: logging: otlp outputs take metric and tracing"},
+		{"otlp cert without key", otlpOut(OutputConfig{Endpoint: "127.0.0.1:4317", TLSCertFile: "c.pem"}),
+			"io.outputs[0] (otlp): tls_cert_file and tls_key_file: set both or neither"},
+		{"otlp keys on another output", dw(OutputConfig{Endpoint: "x:1", Insecure: true}),
+			"io.outputs[0] (dataway): insecure: only otlp outputs take it"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,7 +217,7 @@ func TestOutputsExampleIsValid(t *testing.T) {
 	if und := md.Undecoded(); len(und) > 0 {
 		t.Fatalf("example has unknown keys %v", und)
 	}
-	if len(file.IO.Outputs) != 3 {
+	if len(file.IO.Outputs) != 4 {
 		t.Fatalf("example outputs: %+v", file.IO.Outputs)
 	}
 	if err := file.IO.Validate(); err != nil {

@@ -23,6 +23,8 @@ const (
 	dropSpillFull                      // evicted from a spill at capacity_mb, oldest first
 	dropSpillError                     // the spill could not be written (disk full, permissions)
 	dropSpillCorrupt                   // a spilled batch could not be read back
+	dropUnmapped                       // rows an output could not map to its format (otlp; reasons in the log)
+	dropRejected                       // points the server rejected in a request it accepted (OTLP partial success)
 	numDropReasons
 )
 
@@ -48,6 +50,10 @@ func (r dropReason) String() string {
 		return "spill_error"
 	case dropSpillCorrupt:
 		return "spill_corrupt"
+	case dropUnmapped:
+		return "unmapped"
+	case dropRejected:
+		return "rejected"
 	}
 	return "unknown"
 }

@@ -49,19 +49,19 @@ func newFileSender(cfg OutputConfig) (*fileSender, error) {
 	}, nil
 }
 
-func (s *fileSender) send(_ context.Context, b *batch) (int, error) {
+func (s *fileSender) send(_ context.Context, b *batch) (sendResult, error) {
 	raw, err := b.rawBytes()
 	if err != nil {
-		return 0, &sendError{msg: err.Error()}
+		return sendResult{}, &sendError{msg: err.Error()}
 	}
 	st, err := s.stream(b.cat)
 	if err != nil {
-		return 0, &sendError{msg: err.Error()}
+		return sendResult{}, &sendError{msg: err.Error()}
 	}
 	if err := st.write(raw, s.maxBytes); err != nil {
-		return 0, &sendError{msg: err.Error()}
+		return sendResult{}, &sendError{msg: err.Error()}
 	}
-	return len(raw), nil
+	return sendResult{bytes: len(raw)}, nil
 }
 
 func (s *fileSender) stream(cat point.Category) (*fileStream, error) {

@@ -157,15 +157,15 @@ func newInfluxSender(kind string, cfg OutputConfig, path string, params url.Valu
 // send posts the batch. When InfluxDB 1.x says the database does not exist, it creates it
 // (unless skip_database_creation) and posts again: the user may have dropped it, or it
 // could not be created at start.
-func (s *httpSender) send(ctx context.Context, b *batch) (int, error) {
+func (s *httpSender) send(ctx context.Context, b *batch) (sendResult, error) {
 	n, err := s.post(ctx, b)
-	if s.createDB == nil || !missingDatabase(err) {
-		return n, err
+	if s.createDB != nil && missingDatabase(err) {
+		if cerr := s.createDB.create(ctx, s); cerr != nil {
+			return sendResult{}, withCreateFailure(err, cerr)
+		}
+		n, err = s.post(ctx, b)
 	}
-	if cerr := s.createDB.create(ctx, s); cerr != nil {
-		return 0, withCreateFailure(err, cerr)
-	}
-	return s.post(ctx, b)
+	return sendResult{bytes: n}, err
 }
 
 // prepare sets the destination up before the first batch: InfluxDB 1.x's database.

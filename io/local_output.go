@@ -27,10 +27,10 @@ func newLocalSender(cfg OutputConfig, log *slog.Logger) (*localSender, error) {
 	return &localSender{store: st}, nil
 }
 
-func (s *localSender) send(_ context.Context, b *batch) (int, error) {
+func (s *localSender) send(_ context.Context, b *batch) (sendResult, error) {
 	raw, err := b.rawBytes()
 	if err != nil {
-		return 0, &sendError{msg: err.Error()}
+		return sendResult{}, &sendError{msg: err.Error()}
 	}
 	if err := s.store.Write(raw); err != nil {
 		se := &sendError{msg: err.Error()}
@@ -38,9 +38,9 @@ func (s *localSender) send(_ context.Context, b *batch) (int, error) {
 			// Split and written again, so only the lines that do not parse are lost.
 			se.class = classMalformed
 		}
-		return 0, se
+		return sendResult{}, se
 	}
-	return len(raw), nil
+	return sendResult{bytes: len(raw)}, nil
 }
 
 func (s *localSender) describe() string { return "local: " + s.store.Dir() }

@@ -448,13 +448,16 @@ func (w *outputWorker) drop(cat point.Category, points int, reason dropReason, e
 // sendOnce makes one attempt and counts its outcome; dropping refused lines is the
 // caller's (see attempt).
 func (w *outputWorker) sendOnce(b *batch) error {
-	n, err := w.sender.send(w.ctx, b)
+	res, err := w.sender.send(w.ctx, b)
 	if err != nil {
 		w.noteFailure(err)
 		return err
 	}
-	w.counters.perCategory[categoryIndex(b.cat)].sent.Add(int64(b.points))
-	w.counters.bytesSent.Add(int64(n))
+	for _, l := range res.lost {
+		w.drop(b.cat, l.points, l.reason, l.err)
+	}
+	w.counters.perCategory[categoryIndex(b.cat)].sent.Add(int64(max(b.points-res.lostPoints(), 0)))
+	w.counters.bytesSent.Add(int64(res.bytes))
 	w.counters.batchesSent.Add(1)
 	w.noteDelivered()
 	return nil

@@ -18,13 +18,38 @@ import (
 // sender delivers one batch to one destination, once. Retries, spilling and counting are
 // the outputWorker's job, so every sender gets them the same way.
 type sender interface {
-	// send returns the bytes put on the wire (after compression).
-	send(ctx context.Context, b *batch) (int, error)
+	// send delivers the batch, or fails with a classified error.
+	send(ctx context.Context, b *batch) (sendResult, error)
 	// describe says where it writes, secrets masked: "dataway: https://host?token=tkn_****abcd".
 	describe() string
 	// location is the masked URL or folder, for Stats.
 	location() string
 	close() error
+}
+
+// sendResult is what a delivered batch cost and lost: the bytes put on the wire (after
+// compression where the sender knows it), and the points it could not deliver although
+// the request succeeded (an otlp output: rows it cannot map, data the server rejected as
+// an OTLP partial success). The worker counts those as dropped, the rest as sent.
+type sendResult struct {
+	bytes int
+	lost  []loss
+}
+
+// loss is points a delivered batch lost, with why.
+type loss struct {
+	points int
+	reason dropReason
+	err    error
+}
+
+// lostPoints is the number of points the result lost.
+func (r sendResult) lostPoints() int {
+	n := 0
+	for _, l := range r.lost {
+		n += l.points
+	}
+	return n
 }
 
 // preparer is a sender that sets its destination up before its first batch (InfluxDB 1.x:
@@ -58,6 +83,7 @@ type sendError struct {
 	retryAfter time.Duration // the server's Retry-After, 0 when absent
 	server     string        // the server's own message, "" for network and I/O errors
 	createDB   bool          // the answer to CREATE DATABASE, not to a write
+	hint       string        // what to change, for a configuration error the sender understood
 	msg        string
 }
 
@@ -143,6 +169,9 @@ func configHint(err error, cfg OutputConfig) string {
 	var se *sendError
 	if !errors.As(err, &se) {
 		return ""
+	}
+	if se.hint != "" {
+		return se.hint
 	}
 	msg := strings.ToLower(se.server)
 	switch {

@@ -50,7 +50,7 @@ type OutputStats struct {
 	SpillBatches    int              `json:"spill_batches"`
 	SpilledBatches  int64            `json:"spilled_batches_total"`
 	// Dropped counts points this output lost: permanent, malformed, too_large, spill_full,
-	// spill_error, spill_corrupt.
+	// spill_error, spill_corrupt, unmapped, rejected.
 	Dropped map[string]int64 `json:"dropped,omitempty"`
 	// State is what the last delivery attempt said: ok, failing (retried: network error,
 	// timeout, 408, 429, 5xx) or config_error (401, 403, database or bucket not found: the

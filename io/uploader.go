@@ -1,7 +1,7 @@
 // Package io is apmkit's uploader: line protocol encoded where points are fed, batched per
 // category within a memory budget in bytes, and independent outputs (dataway, influxdb,
-// influxdb2, file, and local: the explorer's trace store), each with retries, a disk spill that survives restarts, and counts of
-// everything it sends or loses.
+// influxdb2, file, otlp, and local: the explorer's trace store), each with retries, a disk
+// spill that survives restarts, and counts of everything it sends or loses.
 //
 //	Feed (caller's goroutine: validate, encode) -> category intake (open batch, cut by
 //	points, bytes or age) --+--> output: memory queue -> senders (max_in_flight) -> gzip, send
@@ -143,7 +143,7 @@ func (u *Uploader) buildOutputs() error {
 }
 
 func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
-	s, err := newSender(oc, u.log.With("output", oc.Name))
+	s, err := newSender(oc, u.codec, u.log.With("output", oc.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +176,7 @@ func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
 	return newOutputWorker(oc, s, spill, counters, drops, u.budget.max/4, log), nil
 }
 
-func newSender(oc OutputConfig, log *slog.Logger) (sender, error) {
+func newSender(oc OutputConfig, codec *gzipCodec, log *slog.Logger) (sender, error) {
 	switch oc.Type {
 	case TypeLocal:
 		return newLocalSender(oc, log)
@@ -188,6 +188,8 @@ func newSender(oc OutputConfig, log *slog.Logger) (sender, error) {
 		return newInfluxDB2Sender(oc)
 	case TypeFile:
 		return newFileSender(oc)
+	case TypeOTLP:
+		return newOTLPSender(oc, codec)
 	}
 	return nil, fmt.Errorf("unknown type %q", oc.Type) // Validate makes this unreachable
 }

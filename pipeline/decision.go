@@ -68,8 +68,12 @@ type pendingTrace struct {
 
 // decidedTrace is a decided trace whose spans are still to be emitted (if kept).
 type decidedTrace struct {
-	spans []*span.Span
-	d     decision
+	id     string
+	hash   uint64
+	spans  []*span.Span
+	d      decision
+	cause  cause
+	points int
 }
 
 func newDecisionBuffer(wait time.Duration, maxBytes int64, now func() time.Time) *decisionBuffer {
@@ -145,16 +149,27 @@ func (p *Pipeline) decideLocked(t *pendingTrace, c cause, now time.Time) decided
 	for _, s := range t.spans {
 		points += len(s.Events)
 	}
-	p.metrics.countTrace(d, c, points)
-	return decidedTrace{spans: t.spans, d: d}
+	dt := decidedTrace{id: t.id, hash: t.hash, spans: t.spans, d: d, cause: c, points: points}
+	if p.shared == nil {
+		// Counted at once, so Stats never shows a trace neither pending nor decided. With
+		// replicas the count waits for release, where the decision may still change.
+		p.metrics.countTrace(d, c, points)
+	}
+	return dt
 }
 
-// release emits the spans of the kept traces; failures are counted, and the first is
-// returned with their number.
+// release settles each decision with the other replicas (shared.go) and emits the spans
+// of the kept traces; failures are counted, and the first is returned with
+// their number. It runs outside the buffer's lock: settling may wait on the shared store.
 func (p *Pipeline) release(ctx context.Context, decided []decidedTrace) error {
 	var first error
 	failed := 0
-	for _, dt := range decided {
+	for i := range decided {
+		dt := &decided[i]
+		if p.shared != nil {
+			p.shareDecision(dt)
+			p.metrics.countTrace(dt.d, dt.cause, dt.points)
+		}
 		if !dt.d.keep {
 			continue
 		}

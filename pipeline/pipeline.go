@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/point"
 	"github.com/apmkit/apmkit/span"
 )
@@ -78,6 +79,9 @@ type Options struct {
 	// full), from the background loop that Start runs (traces whose wait is over) and from
 	// Stop (every trace still waiting). Nil counts every kept span as an emit error.
 	Emit func(ctx context.Context, s *span.Span) error
+	// Decisions, when replicas share a store, is where each trace's first decision is
+	// recorded for the other replicas to follow (shared.go). Nil: this process decides alone.
+	Decisions cache.Shared
 }
 
 // errNoEmit is what a pipeline without Options.Emit answers for a kept span.
@@ -94,6 +98,7 @@ type Pipeline struct {
 	metrics *metrics
 	now     func() time.Time
 	emit    func(ctx context.Context, s *span.Span) error
+	shared  cache.Shared // Options.Decisions
 	// buf holds traces waiting for their decision; nil when nothing can drop a trace.
 	buf *decisionBuffer
 }
@@ -103,7 +108,7 @@ func New(cfg Config, opts Options) (*Pipeline, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	p := &Pipeline{delMsg: cfg.DelMessage, closed: map[string][]*regexp.Regexp{}, now: opts.Now, emit: opts.Emit}
+	p := &Pipeline{delMsg: cfg.DelMessage, closed: map[string][]*regexp.Regexp{}, now: opts.Now, emit: opts.Emit, shared: opts.Decisions}
 	if p.emit == nil {
 		p.emit = func(context.Context, *span.Span) error { return errNoEmit }
 	}

@@ -87,8 +87,8 @@ func (h *Host) Points(cat point.Category) []*point.Point {
 	return append([]*point.Point(nil), h.points[cat]...)
 }
 
-// Store returns a namespace of the cache.
-func (h *Host) Store(ns string) cache.Store { return h.DB.Namespace(ns) }
+// Store returns a namespace of the cache (one instance per Host: no alias scoping).
+func (h *Host) Store(ns string) (cache.Store, error) { return h.DB.Namespace(ns), nil }
 
 // Logger returns the test logger.
 func (h *Host) Logger() *slog.Logger { return h.Log }

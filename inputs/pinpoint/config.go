@@ -14,6 +14,7 @@ import (
 // Config is one [[inputs.pinpoint]] table. Options marked env can be set with
 // ENV_INPUT_PINPOINT_<OPTION>, with DataKit's names and formats.
 type Config struct {
+	Alias          string `toml:"alias" env:"ALIAS" doc:"This instance's stable name: its cache state (agent info, metadata, pending chunks) is kept under it,\nand logs and /v1/stats show it. Empty = address. Set it when several instances run, or before\nchanging address, so the state follows the instance." example:"\"shop-collector\""`
 	Address        string `toml:"address" env:"ADDRESS" doc:"gRPC address for every Pinpoint service (agent, metadata, command, stat, span).\nThe Pinpoint collector's agent port is 9991. Use 0.0.0.0:9991 to accept agents from other hosts."`
 	StatAddress    string `toml:"stat_address" env:"STAT_ADDRESS" doc:"Optional second address serving the same services, for agents that keep the default stat port 9992.\nEmpty = only address."`
 	SpanAddress    string `toml:"span_address" env:"SPAN_ADDRESS" doc:"Optional third address serving the same services, for agents that keep the default span port 9993."`
@@ -89,6 +90,14 @@ func DefaultConfig() *Config {
 		DecisionWait:         pipeline.DefaultDecisionWait,
 		DecisionBufferMB:     pipeline.DefaultDecisionBufferBytes >> 20,
 	}
+}
+
+// InstanceAlias implements inputs.Aliaser: the alias option, else the address.
+func (c *Config) InstanceAlias() string {
+	if c.Alias != "" {
+		return c.Alias
+	}
+	return c.Address
 }
 
 // ListenAddresses implements inputs.Listener.

@@ -124,6 +124,10 @@ func TestInvalidOptions(t *testing.T) {
 		"too few streams":    {conf: "[[inputs.pinpoint]]\nmax_concurrent_streams = 2\n", want: "max_concurrent_streams: 2 must be within 4.."},
 		"negative conns":     {env: []string{"ENV_INPUT_PINPOINT_MAX_CONNECTIONS=-1"}, want: "max_connections: -1 must be >= 0"},
 		"bad http_url_tag":   {env: []string{"ENV_INPUT_PINPOINT_HTTP_URL_TAG=path"}, want: `http_url_tag: "path" must be "template" or "raw"`},
+		"same default alias": {conf: "[[inputs.pinpoint]]\naddress = \"127.0.0.1:0\"\n[[inputs.pinpoint]]\naddress = \"127.0.0.1:0\"\n",
+			want: `two [[inputs.pinpoint]] instances have the alias "127.0.0.1:0"`},
+		"same alias": {conf: "[[inputs.pinpoint]]\nalias = \"a\"\naddress = \"127.0.0.1:1\"\n[[inputs.pinpoint]]\nalias = \"a\"\naddress = \"127.0.0.1:2\"\n",
+			want: `instances have the alias "a"`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -64,6 +64,7 @@ type Input struct {
 	asm         atomic.Pointer[trace.Assembler]
 	stats       StatConsumer
 	panicLogged sync.Map // method -> true
+	unsubscribe func()   // from other replicas' metadata news (shared cache only)
 
 	srv       *grpc.Server
 	listeners []string
@@ -103,12 +104,17 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 	if err := in.startLimits(host); err != nil {
 		return err
 	}
-	namespace, err := in.openStore(host)
+	store, traceStore, err := in.openStores(host)
 	if err != nil {
 		return err
 	}
-	store := namespace(cacheNamespace)
-	in.meta, err = meta.NewStore(store, meta.Options{TTL: in.cfg.MetadataTTL, OnPut: in.metadataArrived})
+	mopts := meta.Options{TTL: in.cfg.MetadataTTL, OnPut: in.metadataArrived}
+	if shared, ok := store.(cache.Shared); ok {
+		if err := in.shareMetadata(shared, &mopts); err != nil {
+			return err
+		}
+	}
+	in.meta, err = meta.NewStore(store, mopts)
 	if err != nil {
 		return err
 	}
@@ -120,7 +126,7 @@ func (in *Input) Start(ctx context.Context, host inputs.Host) (err error) {
 		in.log.Warn("pinpoint: decode_only is set: messages are decoded and counted, then dropped")
 	} else {
 		in.stats = &statSink{conv: stats.NewConverter(in.meta, in.types), feed: host.Feed, counters: in.counters}
-		if err := in.startAssembler(host, namespace(traceNamespace)); err != nil {
+		if err := in.startAssembler(host, traceStore); err != nil {
 			return err
 		}
 	}
@@ -175,6 +181,31 @@ func (in *Input) startAssembler(host inputs.Host, store cache.Store) error {
 	return nil
 }
 
+// metadataChannel is where replicas sharing a cache announce new metadata of an agent run
+// (message: AgentKey.String()).
+const metadataChannel = "metadata"
+
+// shareMetadata wires metadata news between replicas sharing the cache: this one announces
+// what it stored, and spans held here for metadata another replica received are woken
+// by its announcement, within metadata_wait and without polling.
+func (in *Input) shareMetadata(shared cache.Shared, opts *meta.Options) error {
+	opts.OnStored = func(agent meta.AgentKey) {
+		// A failure is the cache's to count; spans held elsewhere then go out at
+		// metadata_wait, or at their replica's next metadata wake-up.
+		_ = shared.Publish(metadataChannel, []byte(agent.String()))
+	}
+	stop, err := shared.Subscribe(metadataChannel, func(msg []byte) {
+		if agent, ok := meta.ParseAgentKey(string(msg)); ok {
+			in.metadataArrived(agent)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("pinpoint: subscribe to metadata news: %w", err)
+	}
+	in.unsubscribe = stop
+	return nil
+}
+
 // metadataArrived wakes the spans that wait for an agent run's metadata.
 func (in *Input) metadataArrived(agent meta.AgentKey) {
 	if asm := in.asm.Load(); asm != nil {
@@ -182,11 +213,19 @@ func (in *Input) metadataArrived(agent meta.AgentKey) {
 	}
 }
 
-// openStore returns the input's cache namespaces: of its own badger DB when [storage]
-// path is set (DataKit's option), else of apmkit's shared cache.
-func (in *Input) openStore(host inputs.Host) (func(name string) cache.Store, error) {
+// openStores returns the input's two cache namespaces (agent info, metadata and the
+// serviceType table; the assembler's pending chunks and held spans): of its own badger DB
+// when [storage] path is set (DataKit's option), else of apmkit's cache, where the host
+// keeps them apart from other instances'.
+func (in *Input) openStores(host inputs.Host) (store, traceStore cache.Store, err error) {
 	if in.cfg.Storage.Path == "" {
-		return host.Store, nil
+		if store, err = host.Store(cacheNamespace); err != nil {
+			return nil, nil, fmt.Errorf("pinpoint: %w", err)
+		}
+		if traceStore, err = host.Store(traceNamespace); err != nil {
+			return nil, nil, fmt.Errorf("pinpoint: %w", err)
+		}
+		return store, traceStore, nil
 	}
 	dir := in.cfg.Storage.Path
 	if !filepath.IsAbs(dir) {
@@ -196,10 +235,10 @@ func (in *Input) openStore(host inputs.Host) (func(name string) cache.Store, err
 	cfg.CapacityMB = in.cfg.Storage.Capacity
 	db, err := cache.OpenBadger(dir, cfg, in.log.With("component", "pinpoint-storage"))
 	if err != nil {
-		return nil, fmt.Errorf("pinpoint: storage: %w", err)
+		return nil, nil, fmt.Errorf("pinpoint: storage: %w", err)
 	}
 	in.ownDB = db
-	return db.Namespace, nil
+	return db.Namespace(cacheNamespace), db.Namespace(traceNamespace), nil
 }
 
 // listen binds address, stat_address and span_address; the same server serves all.
@@ -299,6 +338,10 @@ func (in *Input) closeLocked(ctx context.Context) error {
 	}
 	in.serving.Wait()
 	in.readers.Wait() // their streams ended with the server
+	if in.unsubscribe != nil {
+		in.unsubscribe()
+		in.unsubscribe = nil
+	}
 	if in.meta != nil {
 		in.meta.Stop()
 	}

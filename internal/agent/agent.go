@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,16 +33,31 @@ type Agent struct {
 	hostname string
 	started  time.Time
 
-	db       *cache.DB
+	store    cacheBackend
 	uploader *apmio.Uploader
 	inputs   []*runningInput
 	api      *apiServer
 }
 
+// cacheBackend is what the agent needs of its cache: the namespaces it hands the inputs,
+// and its health for /v1/ping, /v1/stats and /metrics. badger and Redis both have it.
+type cacheBackend interface {
+	cache.Backend
+	// State is the cache's state and, unless ok, what is wrong; cheap, for every ping.
+	State() (cache.State, string)
+	Stats() cache.Stats
+}
+
+var (
+	_ cacheBackend = (*cache.DB)(nil)
+	_ cacheBackend = (*cache.Redis)(nil)
+)
+
 // runningInput is one started input instance.
 type runningInput struct {
 	plugin   string
-	instance int
+	instance int    // position among the plugin's instances, from 1
+	alias    string // stable identity: the config's InstanceAlias, else "#" + instance
 	source   string
 	input    inputs.Input
 	pipe     *pipeline.Pipeline
@@ -76,12 +93,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return fmt.Errorf("agent: data dir: %w", err)
 	}
-	// On a full disk (or when badger fails to open) the cache still opens, degraded, and
-	// says so in its log, /v1/ping and /metrics.
-	if a.db, err = cache.OpenBadger(filepath.Join(dataDir, "cache"), a.cfg.Main.Cache, a.log); err != nil {
+	if a.store, err = a.openCache(); err != nil {
 		return err
 	}
-	a.reg.MustRegister(cacheCollector{db: a.db})
+	a.reg.MustRegister(cacheCollector{store: a.store})
 	if a.uploader, err = apmio.New(a.cfg.Main.IO, dataDir, a.log.With("component", "io"), a.reg); err != nil {
 		return err
 	}
@@ -103,6 +118,35 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// instanceAlias is the instance's stable identity: what its config says (inputs.Aliaser),
+// else its position.
+func instanceAlias(cfg inputs.Config, instance int) string {
+	if a, ok := cfg.(inputs.Aliaser); ok && a.InstanceAlias() != "" {
+		return a.InstanceAlias()
+	}
+	return fmt.Sprintf("#%d", instance)
+}
+
+// openCache opens the cache the inputs' namespaces live in: Redis when redis_url is set,
+// else badger in the data dir. On a full disk (or when badger fails to open) badger still
+// opens, degraded, and says so in its log, /v1/ping and /metrics; Redis must answer at
+// start (its outages later are survived the same way).
+func (a *Agent) openCache() (cacheBackend, error) {
+	cfg := a.cfg.Main.Cache
+	if cfg.RedisURL != "" {
+		r, err := cache.OpenRedis(cfg, a.log)
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	db, err := cache.OpenBadger(filepath.Join(a.cfg.Main.DataDir, "cache"), cfg, a.log)
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
 func (a *Agent) startInputs(ctx context.Context) error {
 	count := map[string]int{}
 	for _, inst := range a.cfg.Inputs {
@@ -112,7 +156,7 @@ func (a *Agent) startInputs(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", inst.Source, err)
 		}
-		ri := &runningInput{plugin: inst.Plugin, instance: count[inst.Plugin], source: inst.Source, input: in}
+		ri := &runningInput{plugin: inst.Plugin, instance: count[inst.Plugin], alias: instanceAlias(inst.Config, count[inst.Plugin]), source: inst.Source, input: in}
 		h, err := a.newHost(ri, inst.Config)
 		if err != nil {
 			return fmt.Errorf("%s: %w", inst.Source, err)
@@ -124,7 +168,7 @@ func (a *Agent) startInputs(ctx context.Context) error {
 			return fmt.Errorf("input %s (%s) failed to start: %w", inst.Plugin, inst.Source, err)
 		}
 		a.inputs = append(a.inputs, ri)
-		a.log.Info("input started", "input", inst.Plugin, "instance", ri.instance, "from", inst.Source)
+		a.log.Info("input started", "input", inst.Plugin, "instance", ri.instance, "alias", ri.alias, "from", inst.Source)
 	}
 	if len(a.inputs) == 0 {
 		a.log.Warn("no input is enabled: copy a sample from conf.d or set " + config.EnvDefaultEnabledInputs)
@@ -156,9 +200,9 @@ func (a *Agent) Stop(ctx context.Context) error {
 	if a.uploader != nil {
 		errs = append(errs, a.uploader.Stop(ctx))
 	}
-	if a.db != nil {
-		errs = append(errs, closeWithin(ctx, a.db.Close))
-		a.db = nil
+	if a.store != nil {
+		errs = append(errs, closeWithin(ctx, a.store.Close))
+		a.store = nil
 	}
 	return errors.Join(errs...)
 }
@@ -192,6 +236,7 @@ func (a *Agent) APIAddr() string {
 // host is what one input instance sees of the agent.
 type host struct {
 	agent *Agent
+	alias string
 	pipe  *pipeline.Pipeline
 	log   *slog.Logger
 	reg   prometheus.Registerer
@@ -206,14 +251,18 @@ func (a *Agent) newHost(ri *runningInput, cfg inputs.Config) (*host, error) {
 	labels := prometheus.Labels{"input": ri.plugin, "instance": fmt.Sprint(ri.instance)}
 	reg := prometheus.WrapRegistererWith(labels, a.reg)
 	// Kept spans go to the uploader: from FeedSpan, or later, once their trace is decided.
-	pipe, err := pipeline.New(pc, pipeline.Options{Metrics: reg, Emit: a.uploader.FeedSpan})
+	opts := pipeline.Options{Metrics: reg, Emit: a.uploader.FeedSpan}
+	// Replicas sharing the cache follow each other's trace decisions.
+	opts.Decisions, _ = a.store.Namespace("pipeline@" + ri.alias).(cache.Shared)
+	pipe, err := pipeline.New(pc, opts)
 	if err != nil {
 		return nil, err
 	}
 	return &host{
 		agent: a,
+		alias: ri.alias,
 		pipe:  pipe,
-		log:   a.log.With("input", ri.plugin, "instance", ri.instance),
+		log:   a.log.With("input", ri.plugin, "instance", ri.instance, "alias", ri.alias),
 		reg:   reg,
 	}, nil
 }
@@ -232,14 +281,30 @@ func (h *host) FeedSpan(ctx context.Context, s *span.Span) error {
 	return h.pipe.ProcessSpan(ctx, s)
 }
 
-func (h *host) Store(namespace string) cache.Store { return h.agent.db.Namespace(namespace) }
-func (h *host) Logger() *slog.Logger               { return h.log }
-func (h *host) Metrics() prometheus.Registerer     { return h.reg }
-func (h *host) DataDir() string                    { return h.agent.cfg.Main.DataDir }
-func (h *host) Hostname() string                   { return h.agent.hostname }
+// Store returns the instance's own namespace, "<namespace>@<alias>". Versions before
+// aliases kept every instance's keys in "<namespace>" itself: what is left there moves to
+// the first instance that opens the namespace (the first in the config), which holds all
+// of it when it was the only one.
+func (h *host) Store(namespace string) (cache.Store, error) {
+	scoped := namespace + "@" + h.alias
+	moved, err := h.agent.store.MoveNamespace(namespace, scoped)
+	if err != nil {
+		return nil, err
+	}
+	if moved > 0 {
+		h.log.Info("cache: state of an earlier version moved to this instance", "from", namespace, "to", scoped, "keys", moved)
+	}
+	return h.agent.store.Namespace(scoped), nil
+}
+
+func (h *host) Logger() *slog.Logger           { return h.log }
+func (h *host) Metrics() prometheus.Registerer { return h.reg }
+func (h *host) DataDir() string                { return h.agent.cfg.Main.DataDir }
+func (h *host) Hostname() string               { return h.agent.hostname }
 
 // closeWithin gives close until ctx ends. badger retries a failed memtable flush forever
-// (e.g. when the data dir was removed under a running apmkit); a stop must still end.
+// (e.g. when the data dir was removed under a running apmkit), Redis' last replay of what
+// it kept in memory may take a while; a stop must still end.
 func closeWithin(ctx context.Context, close func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- close() }()
@@ -251,36 +316,58 @@ func closeWithin(ctx context.Context, close func() error) error {
 	}
 }
 
-// cacheCollector exposes the cache's Stats on /metrics, from one snapshot per scrape.
-type cacheCollector struct{ db *cache.DB }
+// cacheCollector exposes the cache's Stats on /metrics, from one snapshot per scrape. Each
+// backend reports its own refusal reasons; the disk's numbers come from badger, the errors
+// and the fallback from Redis.
+type cacheCollector struct{ store cacheBackend }
 
 var (
-	cacheSizeDesc    = prometheus.NewDesc("apmkit_cache_size_bytes", "Size of the cache: on disk, or in memory in the memory state.", nil, nil)
-	cacheStateDesc   = prometheus.NewDesc("apmkit_cache_state", "1 for the cache's state: ok, disk_full (writes refused) or memory (badger closed, degraded).", []string{"state"}, nil)
-	cacheFreeDesc    = prometheus.NewDesc("apmkit_cache_free_bytes", "Free space of the data dir's file system at the last measurement (-1: unknown).", nil, nil)
-	cacheReserveDesc = prometheus.NewDesc("apmkit_cache_reserve_bytes", "Free space the cache leaves: below it, cache writes are refused (min_free_mb plus badger's tables).", nil, nil)
-	cacheRefusedDesc = prometheus.NewDesc("apmkit_cache_writes_refused_total", "Cache writes refused, by reason: disk_full (free space below the reserve), capacity (capacity_mb, or the memory state's bound).", []string{"reason"}, nil)
+	cacheSizeDesc     = prometheus.NewDesc("apmkit_cache_size_bytes", "Size of the cache: on disk, in memory in the memory state, or apmkit's keys and values in Redis.", nil, nil)
+	cacheStateDesc    = prometheus.NewDesc("apmkit_cache_state", "1 for the cache's state: ok, disk_full (writes refused), memory (badger closed, degraded), redis_down (writes kept in memory), redis_catching_up.", []string{"state"}, nil)
+	cacheFreeDesc     = prometheus.NewDesc("apmkit_cache_free_bytes", "Free space of the data dir's file system at the last measurement (-1: unknown).", nil, nil)
+	cacheReserveDesc  = prometheus.NewDesc("apmkit_cache_reserve_bytes", "Free space the cache leaves: below it, cache writes are refused (min_free_mb plus badger's tables).", nil, nil)
+	cacheRefusedDesc  = prometheus.NewDesc("apmkit_cache_writes_refused_total", "Cache writes refused, by reason: disk_full (free space below the reserve), capacity (capacity_mb, the memory state's bound, or Redis' maxmemory), redis_unavailable (Redis down and the fallback full).", []string{"reason"}, nil)
+	redisErrorsDesc   = prometheus.NewDesc("apmkit_cache_redis_errors_total", "Redis calls that failed, by operation: get, set, delete, scan, ping, sweep.", []string{"op"}, nil)
+	redisKeptDesc     = prometheus.NewDesc("apmkit_cache_redis_fallback_writes", "Writes kept in memory for Redis while it is unavailable.", nil, nil)
+	redisKeptSizeDesc = prometheus.NewDesc("apmkit_cache_redis_fallback_bytes", "Memory of the writes kept for Redis (bound: redis_fallback_mb).", nil, nil)
+	redisReplayDesc   = prometheus.NewDesc("apmkit_cache_redis_replayed_total", "Writes kept in memory then written to Redis once it answered (result written), or refused by it then (dropped).", []string{"result"}, nil)
 )
 
 func (c cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cacheSizeDesc, cacheStateDesc, cacheFreeDesc, cacheReserveDesc, cacheRefusedDesc} {
+	for _, d := range []*prometheus.Desc{cacheSizeDesc, cacheStateDesc, cacheFreeDesc, cacheReserveDesc, cacheRefusedDesc,
+		redisErrorsDesc, redisKeptDesc, redisKeptSizeDesc, redisReplayDesc} {
 		ch <- d
 	}
 }
 
 func (c cacheCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.db.Stats()
+	st := c.store.Stats()
 	ch <- prometheus.MustNewConstMetric(cacheSizeDesc, prometheus.GaugeValue, float64(st.SizeBytes))
-	for _, s := range []cache.State{cache.StateOK, cache.StateDiskFull, cache.StateMemory} {
+	for _, s := range cache.States() {
 		v := 0.0
 		if st.State == s {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(cacheStateDesc, prometheus.GaugeValue, v, string(s))
 	}
-	ch <- prometheus.MustNewConstMetric(cacheFreeDesc, prometheus.GaugeValue, float64(st.FreeBytes))
-	ch <- prometheus.MustNewConstMetric(cacheReserveDesc, prometheus.GaugeValue, float64(st.ReserveBytes))
-	for _, r := range []string{cache.ReasonDiskFull, cache.ReasonCapacity} {
+	for _, r := range slices.Sorted(maps.Keys(st.Refused)) {
 		ch <- prometheus.MustNewConstMetric(cacheRefusedDesc, prometheus.CounterValue, float64(st.Refused[r]), r)
 	}
+	if st.Redis != nil {
+		collectRedis(ch, st.Redis)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(cacheFreeDesc, prometheus.GaugeValue, float64(st.FreeBytes))
+	ch <- prometheus.MustNewConstMetric(cacheReserveDesc, prometheus.GaugeValue, float64(st.ReserveBytes))
+}
+
+// collectRedis is the Redis backend's part of the cache's metrics.
+func collectRedis(ch chan<- prometheus.Metric, st *cache.RedisStats) {
+	for _, op := range slices.Sorted(maps.Keys(st.Errors)) {
+		ch <- prometheus.MustNewConstMetric(redisErrorsDesc, prometheus.CounterValue, float64(st.Errors[op]), op)
+	}
+	ch <- prometheus.MustNewConstMetric(redisKeptDesc, prometheus.GaugeValue, float64(st.FallbackChanges))
+	ch <- prometheus.MustNewConstMetric(redisKeptSizeDesc, prometheus.GaugeValue, float64(st.FallbackBytes))
+	ch <- prometheus.MustNewConstMetric(redisReplayDesc, prometheus.CounterValue, float64(st.Replayed), "written")
+	ch <- prometheus.MustNewConstMetric(redisReplayDesc, prometheus.CounterValue, float64(st.ReplayDropped), "dropped")
 }

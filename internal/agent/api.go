@@ -94,7 +94,7 @@ type Ping struct {
 	Status   string   `json:"status"`
 	Degraded []string `json:"degraded,omitempty"`
 	// CacheState is the cache's state: ok, disk_full (writes refused) or memory (badger
-	// closed; see cache.State).
+	// closed), redis_down (writes kept in memory) or redis_catching_up; see cache.State.
 	CacheState cache.State `json:"cache_state"`
 }
 
@@ -105,9 +105,9 @@ func (a *Agent) handlePing(w http.ResponseWriter, _ *http.Request) {
 func (a *Agent) ping() Ping {
 	up := time.Since(a.started)
 	p := Ping{Version: version.Version, Hostname: a.hostname, Uptime: up.Round(time.Second).String(), UptimeSeconds: up.Seconds(), Status: "ok"}
-	if a.db != nil {
+	if a.store != nil {
 		var problem string
-		p.CacheState, problem = a.db.State()
+		p.CacheState, problem = a.store.State()
 		if problem != "" {
 			p.Status = "degraded"
 			p.Degraded = append(p.Degraded, "cache: "+problem)
@@ -120,6 +120,7 @@ func (a *Agent) ping() Ping {
 type InputStats struct {
 	Input    string         `json:"input"`
 	Instance int            `json:"instance"`
+	Alias    string         `json:"alias"`
 	Source   string         `json:"source"`
 	Stats    any            `json:"stats,omitempty"`
 	Pipeline pipeline.Stats `json:"pipeline"`
@@ -142,7 +143,7 @@ func (a *Agent) handleStats(w http.ResponseWriter, _ *http.Request) {
 func (a *Agent) Stats() Stats {
 	st := Stats{Ping: a.ping(), Inputs: []InputStats{}}
 	for _, ri := range a.inputs {
-		is := InputStats{Input: ri.plugin, Instance: ri.instance, Source: ri.source, Pipeline: ri.pipe.Stats()}
+		is := InputStats{Input: ri.plugin, Instance: ri.instance, Alias: ri.alias, Source: ri.source, Pipeline: ri.pipe.Stats()}
 		if r, ok := ri.input.(inputs.StatsReporter); ok {
 			is.Stats = r.Stats()
 		}
@@ -151,8 +152,8 @@ func (a *Agent) Stats() Stats {
 	if a.uploader != nil {
 		st.IO = a.uploader.Stats()
 	}
-	if a.db != nil {
-		cs := a.db.Stats()
+	if a.store != nil {
+		cs := a.store.Stats()
 		st.Cache, st.CacheBytes = &cs, cs.SizeBytes
 	}
 	return st

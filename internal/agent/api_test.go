@@ -33,6 +33,7 @@ func TestAPI(t *testing.T) {
 	var st struct {
 		Inputs []struct {
 			Input string `json:"input"`
+			Alias string `json:"alias"`
 			Stats struct {
 				Listeners []string `json:"listeners"`
 			} `json:"stats"`
@@ -43,7 +44,7 @@ func TestAPI(t *testing.T) {
 			} `json:"outputs"`
 		} `json:"io"`
 	}
-	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || len(st.Inputs) != 1 || len(st.Inputs[0].Stats.Listeners) != 3 ||
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || len(st.Inputs) != 1 || st.Inputs[0].Alias != "127.0.0.1:0" || len(st.Inputs[0].Stats.Listeners) != 3 ||
 		len(st.IO.Outputs) != 2 || st.IO.Outputs[0].Type != "file" || st.IO.Outputs[1].Type != "local" {
 		t.Fatalf("stats %d %s", code, body)
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -16,23 +17,33 @@ import (
 	"github.com/apmkit/apmkit/point"
 )
 
+// testMain is the main config of the tests' apmkit: the HTTP API on a loopback port, quick
+// flushes to the file output.
+const testMain = "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n"
+
 // startAgent runs a whole apmkit: the Pinpoint input on three loopback ports, the
 // pipeline, and the file output in a temp data dir. Reusing dataDir is a restart.
 func startAgent(t *testing.T, dataDir string, pinpointConf string) (*Agent, *pinpoint.Input) {
 	t.Helper()
-	return startAgentMain(t, dataDir, "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n", pinpointConf)
+	return startAgentMain(t, dataDir, testMain, pinpointConf)
 }
 
 // startAgentMain is startAgent with the main config given.
 func startAgentMain(t *testing.T, dataDir, main, pinpointConf string) (*Agent, *pinpoint.Input) {
 	t.Helper()
-	confDir := t.TempDir()
-	conf := `[[inputs.pinpoint]]
+	a := startAgentConf(t, dataDir, main, `[[inputs.pinpoint]]
   address = "127.0.0.1:0"
   stat_address = "127.0.0.1:0"
   span_address = "127.0.0.1:0"
-` + pinpointConf
-	if err := os.WriteFile(filepath.Join(confDir, "pinpoint.conf"), []byte(conf), 0o644); err != nil {
+`+pinpointConf)
+	return a, a.inputs[0].input.(*pinpoint.Input)
+}
+
+// startAgentConf runs a whole apmkit with the main config and pinpoint.conf given.
+func startAgentConf(t *testing.T, dataDir, main, pinpointConf string) *Agent {
+	t.Helper()
+	confDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(confDir, "pinpoint.conf"), []byte(pinpointConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(confDir, "apmkit.conf"), []byte(main), 0o644); err != nil {
@@ -50,7 +61,7 @@ func startAgentMain(t *testing.T, dataDir, main, pinpointConf string) (*Agent, *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stopAgent(t, a) })
-	return a, a.inputs[0].input.(*pinpoint.Input)
+	return a
 }
 
 func stopAgent(t *testing.T, a *Agent) {
@@ -64,6 +75,14 @@ func stopAgent(t *testing.T, a *Agent) {
 
 func replayInto(t *testing.T, in *pinpoint.Input, rec *replay.Recording) {
 	t.Helper()
+	if err := replayTo(in, rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replayTo replays rec into in's addresses (one or three ports, as recorded); it may run in
+// a goroutine of its own.
+func replayTo(in *pinpoint.Input, rec *replay.Recording) error {
 	addrs := in.Addrs()
 	targets := replay.Targets{Agent: addrs[0]}
 	if rec.Header.Ports == "three" {
@@ -73,11 +92,12 @@ func replayInto(t *testing.T, in *pinpoint.Input, rec *replay.Recording) {
 	defer cancel()
 	res, err := rec.Replay(ctx, targets)
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("%s: %w", rec.Name, err)
 	}
 	if len(res.Failed) > 0 {
-		t.Fatalf("%d calls failed: %s", len(res.Failed), res.Failed[0])
+		return fmt.Errorf("%s: %d calls failed: %s", rec.Name, len(res.Failed), res.Failed[0])
 	}
+	return nil
 }
 
 // readOutput parses every line-protocol file the file output wrote for a category.

@@ -151,7 +151,23 @@ func cacheText(c *Snapshot) string {
 	case cache.StateMemory:
 		return fmt.Sprintf("cache %s IN MEMORY (degraded, lost at restart)%s", bytesText(cs.SizeBytes), refused)
 	}
+	if cs.Redis != nil {
+		return redisCacheText(cs) + refused
+	}
 	return fmt.Sprintf("cache %s on disk%s", bytesText(cs.SizeBytes), refused)
+}
+
+// redisCacheText is cacheText for a cache in Redis: while Redis is unavailable, the writes
+// kept in memory for it.
+func redisCacheText(cs *cache.Stats) string {
+	kept := fmt.Sprintf("%d writes (%s) kept in memory", cs.Redis.FallbackChanges, bytesText(cs.Redis.FallbackBytes))
+	switch cs.State {
+	case cache.StateRedisDown:
+		return fmt.Sprintf("cache %s in redis, REDIS DOWN: %s", bytesText(cs.SizeBytes), kept)
+	case cache.StateRedisCatchingUp:
+		return fmt.Sprintf("cache %s in redis, catching up: %s", bytesText(cs.SizeBytes), kept)
+	}
+	return fmt.Sprintf("cache %s in redis", bytesText(cs.SizeBytes))
 }
 
 // input renders one input instance: its listeners and counters, then its agents.

@@ -328,6 +328,27 @@ func TestRenderDegradedCache(t *testing.T) {
 	}
 }
 
+// TestRenderRedisCache: a cache in Redis says so, and while Redis is down what it keeps.
+func TestRenderRedisCache(t *testing.T) {
+	cur := loadSnapshot(t, "cur.json")
+	for state, want := range map[cache.State]string{
+		cache.StateOK:              "\nIO  (cache 3.0 MiB in redis, writes refused 2 (redis_unavailable:2))\n",
+		cache.StateRedisDown:       "\nIO  (cache 3.0 MiB in redis, REDIS DOWN: 12 writes (40.0 KiB) kept in memory, writes refused 2 (redis_unavailable:2))\n",
+		cache.StateRedisCatchingUp: "\nIO  (cache 3.0 MiB in redis, catching up: 12 writes (40.0 KiB) kept in memory, writes refused 2 (redis_unavailable:2))\n",
+	} {
+		cur.Cache = &cache.Stats{Backend: "redis", State: state, SizeBytes: 3 << 20, FreeBytes: -1,
+			Refused: map[string]int64{cache.ReasonCapacity: 0, cache.ReasonRedisUnavailable: 2},
+			Redis:   &cache.RedisStats{FallbackChanges: 12, FallbackBytes: 40 << 10}}
+		var b bytes.Buffer
+		if err := Render(&b, cur, nil, RenderOptions{Once: true}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("%s: frame lacks %q:\n%s", state, want, b.String())
+		}
+	}
+}
+
 // TestLiveViewFits80x24: with many agents and long names, the live view stays within 80
 // columns and 24 lines, and says how many agent runs it leaves out.
 func TestLiveViewFits80x24(t *testing.T) {

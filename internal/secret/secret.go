@@ -84,6 +84,15 @@ func URL(raw string) string {
 	return strings.ReplaceAll(u.String(), "%2A", "*")
 }
 
+// Endpoint is URL for an endpoint that may be a URL or a bare host:port (an OTLP gRPC
+// endpoint), which holds no secret and is not a URL.
+func Endpoint(ep string) string {
+	if strings.Contains(ep, "://") {
+		return URL(ep)
+	}
+	return ep
+}
+
 // QueryKey says whether a URL query parameter carries a secret.
 func QueryKey(k string) bool {
 	switch strings.ToLower(k) {

@@ -52,6 +52,12 @@ func TestURLAndHeaders(t *testing.T) {
 			t.Errorf("URL(%q) = %q, want %q", in, got, want)
 		}
 	}
+	if got := Endpoint("collector:4317"); got != "collector:4317" {
+		t.Errorf("Endpoint(host:port) = %q", got)
+	}
+	if got := Endpoint("https://h:4318/?api_key=abcdefghijklmn"); got != "https://h:4318/?api_key=abcd****klmn" {
+		t.Errorf("Endpoint(URL) = %q", got)
+	}
 	h := Headers(map[string]string{"Authorization": "Bearer abcdefghijkl", "X-Api-Key": "k", "X-Auth-Token": "t", "X-Tenant": "shop"})
 	if h["Authorization"] != "Bear****ijkl" || h["X-Api-Key"] != "****" || h["X-Auth-Token"] != "****" || h["X-Tenant"] != "shop" {
 		t.Fatalf("%v", h)

@@ -7,6 +7,7 @@ package meta
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // AgentKey identifies one agent run: Pinpoint scopes every metadata id to it.
@@ -18,6 +19,19 @@ type AgentKey struct {
 // String renders agentId^startTime.
 func (k AgentKey) String() string {
 	return k.AgentID + "^" + strconv.FormatInt(k.StartTime, 10)
+}
+
+// ParseAgentKey reads what String wrote (agent ids have no '^').
+func ParseAgentKey(s string) (AgentKey, bool) {
+	i := strings.LastIndexByte(s, '^')
+	if i <= 0 {
+		return AgentKey{}, false
+	}
+	start, err := strconv.ParseInt(s[i+1:], 10, 64)
+	if err != nil {
+		return AgentKey{}, false
+	}
+	return AgentKey{AgentID: s[:i], StartTime: start}, true
 }
 
 // Sender is the agent that sent a call, from its headers. Every span, chunk and stat is

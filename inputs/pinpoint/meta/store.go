@@ -32,9 +32,12 @@ type Options struct {
 	TTL time.Duration
 	// CacheEntries bounds the in-memory LRU in front of the cache.
 	CacheEntries int
-	// OnPut is called after new metadata of an agent run was stored (e.g. to release
-	// spans that waited for it). It must not block.
+	// OnPut is called when new metadata of an agent run is known to this process (e.g. to
+	// release spans that waited for it), before it is written to the cache. It must not block.
 	OnPut func(AgentKey)
+	// OnStored is called after new metadata of an agent run was written to the cache (e.g.
+	// to tell other replicas sharing the cache). It must not block for long.
+	OnStored func(AgentKey)
 	// Now is the clock (tests).
 	Now func() time.Time
 	// RefreshEvery is how often the lease refresher looks for runs to refresh (Start);
@@ -106,6 +109,9 @@ func (s *Store) put(agent AgentKey, key []byte, decoded any, val []byte, same fu
 	}
 	if err := s.db.Set(key, val, s.opts.TTL); err != nil {
 		return fmt.Errorf("meta: store %s: %w", agent, err)
+	}
+	if s.opts.OnStored != nil {
+		s.opts.OnStored(agent)
 	}
 	return nil
 }

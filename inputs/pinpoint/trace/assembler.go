@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 )
@@ -35,6 +36,7 @@ type Assembler struct {
 	pending   *pendingIndex
 	held      *holdQueue
 	skeletons *skeletons
+	shared    cache.Shared // Options.Store when replicas share it (shared.go), else nil
 	seed      maphash.Seed
 	stripes   [numStripes]sync.Mutex
 	// convPool recycles converters (resolver memo and scratch), not points.
@@ -68,6 +70,7 @@ func New(opts Options) (*Assembler, error) {
 		quit:      make(chan struct{}),
 		loopDone:  make(chan struct{}),
 	}
+	a.shared, _ = opts.Store.(cache.Shared)
 	if err := a.c.register(opts.Metrics, a.Stats); err != nil {
 		return nil, err
 	}

@@ -64,6 +64,9 @@ func (a *Assembler) release(ctx context.Context, u *unit) error {
 // restored after a restart leaves the store here, and is counted when it still carries
 // placeholders.
 func (a *Assembler) emitFinal(ctx context.Context, u *unit) error {
+	if u.record != nil && !a.claimStored(u.record) {
+		return nil // restored by another replica too, which emits it
+	}
 	conv := a.getConverter()
 	defer a.putConverter(conv)
 	sp := conv.convert(u)
@@ -71,11 +74,8 @@ func (a *Assembler) emitFinal(ctx context.Context, u *unit) error {
 	if err != nil {
 		a.c.emitErrors.Add(1)
 	}
-	if u.record != nil {
-		if len(conv.res.misses) > 0 {
-			a.c.restoredUnresolved.Add(1)
-		}
-		a.deleteStored(u.record)
+	if u.record != nil && len(conv.res.misses) > 0 {
+		a.c.restoredUnresolved.Add(1)
 	}
 	return err
 }

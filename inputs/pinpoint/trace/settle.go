@@ -52,7 +52,7 @@ func (a *Assembler) settle(r settleRequest) (*unit, []string) {
 		}
 	}
 	var stored []storedChunk
-	if r.force || a.pending.has(r.id) {
+	if r.force || a.pending.has(r.id) || a.shared != nil { // another replica may have parked some
 		stored = a.loadPending(r.id)
 	}
 	if r.force {
@@ -137,7 +137,9 @@ func (a *Assembler) keepWaiting(r settleRequest, m *merge) []string {
 	left, bytes, deadline := 0, int64(0), int64(math.MaxInt64)
 	for i, sc := range m.stored {
 		if m.ready[i] {
-			a.deleteStored(sc.key)
+			if !a.claimStored(sc.key) {
+				m.ready[i] = false // another replica took it first and emits it
+			}
 			continue
 		}
 		left++
@@ -263,7 +265,9 @@ func (a *Assembler) deleteStored(key []byte) {
 func (a *Assembler) loadSkeleton(key string) ([]event, bool) {
 	raw, ok := a.skeletons.get(key, a.opts.Now().UnixMilli())
 	if !ok {
-		return nil, false
+		if raw, ok = a.loadSharedSkeleton(key); !ok {
+			return nil, false
+		}
 	}
 	evs, err := decodeSkeleton(nil, raw)
 	if err != nil {
@@ -285,7 +289,9 @@ func (a *Assembler) saveSkeleton(key string, evs []event, keep func(*event) bool
 	if n > a.opts.MaxSkeletonEvents {
 		return
 	}
-	a.skeletons.put(key, encodeSkeleton(evs, keep), a.opts.Now().UnixMilli())
+	data, now := encodeSkeleton(evs, keep), a.opts.Now().UnixMilli()
+	a.skeletons.put(key, data, now)
+	a.shareSkeleton(key, data, now)
 }
 
 // asyncUnit places one chunk of async work (asyncId A, sequence s) under the event that
