@@ -49,10 +49,9 @@ var jvmCharts = []jvmChart{
 }
 
 // tpsFields are a sample's transaction counts: their sum over the collect interval is TPS.
-var tpsFields = []jvmField{
-	{"sampled_new", "TransactionSampledNew", 1}, {"sampled_continuation", "TransactionSampledContinuation", 1},
-	{"unsampled_new", "TransactionUnsampledNew", 1}, {"unsampled_continuation", "TransactionUnsampledContinuation", 1},
-	{"skipped_new", "TransactionSkippedNew", 1}, {"skipped_continuation", "TransactionSkippedContinuation", 1},
+var tpsFields = []string{
+	"TransactionSampledNew", "TransactionSampledContinuation", "TransactionUnsampledNew",
+	"TransactionUnsampledContinuation", "TransactionSkippedNew", "TransactionSkippedContinuation",
 }
 
 // charts draws the inspector from an agent's samples (oldest first). A series the agent
@@ -139,7 +138,7 @@ func tps(samples []tracestore.Sample) series {
 		}
 		sum, counted := 0.0, false
 		for _, f := range tpsFields {
-			v, ok := sm.Get(f.field)
+			v, ok := sm.Get(f)
 			sum, counted = sum+v, counted || ok
 		}
 		if !counted {

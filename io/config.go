@@ -11,6 +11,7 @@ import (
 
 	"github.com/apmkit/apmkit/internal/secret"
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/tracestore"
 )
 
 // Config is the `[io]` table of apmkit.conf.
@@ -121,8 +122,8 @@ const (
 	defaultCapacityMB      = 1024
 	defaultMaxFileMB       = 64
 	defaultMaxFiles        = 10
-	defaultRetention       = 72 * time.Hour
-	defaultMaxMB           = 1024
+	defaultRetention       = tracestore.DefaultRetention
+	defaultMaxMB           = tracestore.DefaultMaxBytes >> 20
 )
 
 // Examples quoted by validation errors.

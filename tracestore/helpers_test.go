@@ -1,6 +1,8 @@
 package tracestore
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -36,7 +38,7 @@ func (c *clock) advance(d time.Duration) {
 }
 
 // openStore opens a store in a temp dir, closed when the test ends. The background loop
-// is kept out of the way (an hour): tests call Enforce.
+// is kept out of the way (an hour): tests call enforce.
 func openStore(t testing.TB, opts Options) *Store {
 	t.Helper()
 	if opts.CheckEvery == 0 {
@@ -91,8 +93,8 @@ func (r row) point() *point.Point {
 	p.AddField(point.Int("start", r.startMs*1000))
 	p.AddField(point.Int("duration", r.durMs*1000))
 	p.AddField(point.String("message", `{"big":"json the store does not keep"}`))
-	for k, v := range r.fields {
-		if v != "" { // the input writes no empty field
+	for _, k := range slices.Sorted(maps.Keys(r.fields)) { // the same row, the same bytes
+		if v := r.fields[k]; v != "" { // the input writes no empty field
 			p.AddField(point.String(k, v))
 		}
 	}

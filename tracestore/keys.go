@@ -9,14 +9,16 @@ import (
 // partition is one contiguous key range: dropping it (badger's DropPrefix) deletes whole
 // tables at once. Partition 0 is the meta space, where each partition's bookkeeping lives.
 // After the id, one byte says what the key indexes; numbers are big-endian (times with the
-// sign bit flipped) so keys sort by them; strings are length-prefixed (one byte).
+// sign bit flipped) so keys sort by them; strings are length-prefixed (one byte). batch is a
+// hash of the written batch's bytes: the same batch written again (a retry, a spill
+// re-delivery) overwrites its own records instead of adding to them.
 //
-//	pid 'S' trace ordinal           -> spans       (a trace's rows one write stored)
+//	pid 'S' trace batch             -> spans       (a trace's rows one write stored)
 //	pid 'X' start trace             -> transaction (by start time)
 //	pid 'A' app start trace         -> transaction (by application, then start)
 //	pid 'R' start trace             -> transaction (failed ones, by start)
 //	pid 'Y' trace spanID            -> exception   (of a failed span that is not the root)
-//	pid 'E' minute seq              -> edges       (service map counts of one write, one minute)
+//	pid 'E' minute batch            -> edges       (service map counts of one write, one minute)
 //	pid 'M' agent time kind pool    -> sample      (stat samples)
 //	pid 'G' agent start end?        -> agent       (agent info: start, or end)
 //	pid 'L' agent                   -> agent       (last seen: newest span or sample time)

@@ -96,10 +96,10 @@ func (s *Store) current(nowMs int64) *partition {
 	return &s.parts[len(s.parts)-1]
 }
 
-// Enforce applies the retention now: it drops the partitions whose newest data is older
+// enforce applies the retention now: it drops the partitions whose newest data is older
 // than the retention, then the oldest ones while the store is larger than its maximum.
 // The background loop calls it; tests call it to get a deterministic result.
-func (s *Store) Enforce() {
+func (s *Store) enforce() {
 	nowMs := s.opts.Now().UnixMilli()
 	for _, p := range s.expired(nowMs) {
 		s.drop(p, "age")

@@ -3,7 +3,6 @@ package tracestore
 import (
 	"bytes"
 	"container/heap"
-	"encoding/binary"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -154,12 +153,10 @@ func (m *merger) Pop() any {
 
 // timeRange is the keys of one kind (after prefix) whose time is in [fromUs, toUs].
 func timeRange(prefix []byte, fromUs, toUs int64, reverse bool) keyRange {
-	lo := binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(fromUs)^(1<<63))
-	var hi []byte
-	if toUs == maxTime {
-		hi = prefixEnd(prefix)
-	} else {
-		hi = binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(toUs+1)^(1<<63))
+	lo := (&key{b: bytes.Clone(prefix)}).i64(fromUs).b
+	hi := prefixEnd(prefix)
+	if toUs < maxTime {
+		hi = (&key{b: bytes.Clone(prefix)}).i64(toUs + 1).b
 	}
 	return keyRange{lo: lo, hi: hi, reverse: reverse}
 }

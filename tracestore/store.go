@@ -225,7 +225,7 @@ func (s *Store) loop() {
 			}
 			continue
 		}
-		s.Enforce()
+		s.enforce()
 		// Values stay in the LSM tree; this only reclaims what a future format puts in the
 		// value log.
 		for s.db().RunValueLogGC(0.5) == nil {

@@ -137,6 +137,7 @@ func TestTraceAcrossPartitions(t *testing.T) {
 func TestServiceMap(t *testing.T) {
 	s := openStore(t, Options{})
 	tenCalls(t, s)
+	tenCalls(t, s) // the same batch again (a retry, a spill re-delivery): counted once
 	var rs []row
 	for i, ms := range []int64{3000, 5000, 7000} { // one call in each slower bucket; limits are inclusive
 		rs = append(rs, call(traceID(int64(10+i)), int64(10+i), base+int64(10+i)*1000, ms, false)...)
@@ -203,7 +204,7 @@ func TestRetentionByAge(t *testing.T) {
 	s := openStore(t, Options{Now: clk.Now, Retention: 8 * time.Hour})
 	r := row{trace: "old^1^1", id: 1, kind: "entry", app: "a", agent: "a-1", startMs: 978_307_200_000, durMs: 5, resource: "/"}
 	write(t, s, r.point())
-	s.Enforce()
+	s.enforce()
 	count := func(trace string) int { spans, _, _ := s.Trace(trace, 10); return len(spans) }
 	if count("old^1^1") != 1 {
 		t.Fatal("data from 2001 stored now was dropped at once")
@@ -215,12 +216,12 @@ func TestRetentionByAge(t *testing.T) {
 	r.trace = "fresh^1^1"
 	write(t, s, r.point())                    // a new partition: the first is 2 h old
 	clk.advance(6*time.Hour + 40*time.Minute) // the first partition opened 8 h 40 min ago, last written 7 h 50 min ago
-	s.Enforce()
+	s.enforce()
 	if count("old^1^1") != 1 || count("later^1^1") != 1 || s.counters.droppedAge.Load() != 0 {
 		t.Fatalf("a partition written 7 h 50 min ago was dropped: old %d, later %d", count("old^1^1"), count("later^1^1"))
 	}
 	clk.advance(20 * time.Minute) // last written 8 h 10 min ago; the second partition 6 h 60 min ago
-	s.Enforce()
+	s.enforce()
 	if count("old^1^1") != 0 || count("later^1^1") != 0 || count("fresh^1^1") != 1 || len(s.partitionIDs()) != 1 || s.counters.droppedAge.Load() != 1 {
 		t.Errorf("after 8 h 10 min: old %d, later %d, fresh %d spans, %d partitions, %d dropped; want 0, 0, 1, 1, 1",
 			count("old^1^1"), count("later^1^1"), count("fresh^1^1"), len(s.partitionIDs()), s.counters.droppedAge.Load())
@@ -237,14 +238,14 @@ func TestRetentionBySize(t *testing.T) {
 	clk.advance(2 * time.Hour)
 	r.trace = "b^1^1"
 	write(t, s, r.point())
-	s.Enforce()
+	s.enforce()
 	count := func(trace string) int { spans, _, _ := s.Trace(trace, 10); return len(spans) }
 	if count("a^1^1") != 0 || count("b^1^1") != 1 || s.counters.droppedSize.Load() != 1 || !s.sealed {
 		t.Fatalf("a %d, b %d spans, %d dropped, sealed %v; want 0, 1, 1, true", count("a^1^1"), count("b^1^1"), s.counters.droppedSize.Load(), s.sealed)
 	}
 	r.trace = "c^1^1"
 	write(t, s, r.point()) // no time passed: a new partition all the same
-	s.Enforce()
+	s.enforce()
 	if count("b^1^1") != 0 || count("c^1^1") != 1 || s.counters.droppedSize.Load() != 2 {
 		t.Errorf("b %d, c %d spans, %d dropped; want 0, 1, 2", count("b^1^1"), count("c^1^1"), s.counters.droppedSize.Load())
 	}

@@ -2,6 +2,7 @@ package tracestore
 
 import (
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 
@@ -19,9 +20,10 @@ const (
 )
 
 // Write stores a batch of line protocol: the rows apmkit's outputs receive, so the
-// pipeline's decisions (sampling, filters) apply to the explorer as to every output. It is
-// all or nothing: a batch that does not parse is refused whole (ErrMalformed) and nothing
-// is written while the disk is full (ErrDiskFull). Writing a row again overwrites it.
+// pipeline's decisions (sampling, filters) apply to the explorer as to every output. A
+// batch that does not parse is refused whole (ErrMalformed) and nothing is written while
+// the disk is full (ErrDiskFull). Writing the same batch again changes nothing; a span in
+// two batches is stored twice and read once (Trace).
 func (s *Store) Write(raw []byte) error {
 	pts, err := point.Parse(raw)
 	if err != nil {
@@ -35,7 +37,7 @@ func (s *Store) Write(raw []byte) error {
 	defer s.mu.Unlock()
 	nowMs := s.opts.Now().UnixMilli()
 	p := s.current(nowMs)
-	b := newBatchBuilder(s, p.id)
+	b := newBatchBuilder(s, p.id, batchHash(raw))
 	for _, pt := range pts {
 		b.add(pt)
 	}
@@ -54,6 +56,7 @@ func (s *Store) Write(raw []byte) error {
 type batchBuilder struct {
 	s       *Store
 	pid     uint32
+	batch   int64 // batchHash of the written bytes, in the keys of its span and edge records
 	entries []entry
 	bytes   int64
 	traces  map[string][]Span               // the batch's spans by trace, in order
@@ -68,8 +71,15 @@ type entry struct{ k, v []byte }
 
 type edgeKey struct{ from, fromType, to, toType, via string }
 
-func newBatchBuilder(s *Store, pid uint32) *batchBuilder {
-	return &batchBuilder{s: s, pid: pid, traces: map[string][]Span{}, edges: map[int64]map[edgeKey]*edgeStat{}, seen: map[string]*Agent{}}
+func newBatchBuilder(s *Store, pid uint32, batch int64) *batchBuilder {
+	return &batchBuilder{s: s, pid: pid, batch: batch, traces: map[string][]Span{}, edges: map[int64]map[edgeKey]*edgeStat{}, seen: map[string]*Agent{}}
+}
+
+// batchHash identifies a batch by its bytes (FNV-1a 64).
+func batchHash(raw []byte) int64 {
+	h := fnv.New64a()
+	h.Write(raw)
+	return int64(h.Sum64())
 }
 
 func (b *batchBuilder) set(k, v []byte) {
@@ -273,22 +283,20 @@ func (b *batchBuilder) see(agent, app, name string, ms int64) {
 	a.LastSeenMs = max(a.LastSeenMs, ms)
 }
 
-// finish adds the batch's spans (one record per trace, keyed by the trace's first ordinal,
-// so a batch written again adds a record that Trace de-duplicates), its service-map counts
-// (one record per minute, under a new sequence number: records are only ever added,
-// queries sum them) and the agents' last-seen times that moved (the store remembers what
-// it wrote to the current partition).
+// finish adds the batch's spans (one record per trace), its service-map counts (one record
+// per minute: queries sum them) and the agents' last-seen times that moved (the store
+// remembers what it wrote to the current partition).
 func (b *batchBuilder) finish() {
 	for _, id := range b.order {
 		spans := b.traces[id]
-		b.set(newKey(b.pid, kindSpan).str(id).i64(int64(spans[0].Ordinal)).b, encodeSpans(spans))
+		b.set(newKey(b.pid, kindSpan).str(id).i64(b.batch).b, encodeSpans(spans))
 	}
 	for minute, m := range b.edges {
 		edges := make([]*edgeStat, 0, len(m))
 		for _, e := range m {
 			edges = append(edges, e)
 		}
-		b.set(newKey(b.pid, kindEdge).i64(minute).i64(int64(b.s.ordinal.Add(1))).b, encodeEdges(edges))
+		b.set(newKey(b.pid, kindEdge).i64(minute).i64(b.batch).b, encodeEdges(edges))
 	}
 	const maxSeen = 10_000 // agents remembered; beyond, the map starts over (more writes, same answers)
 	for id, a := range b.seen {

@@ -51,7 +51,9 @@ func startAPI(cfg config.HTTPAPI, a *Agent) (*apiServer, error) {
 	mux.Handle("/", explorer.New(a.uploader.TraceStore(), explorer.Options{
 		Token: cfg.Token, Username: cfg.Username, Password: cfg.Password,
 	}))
-	warnIfOpen(a.log, ln.Addr(), cfg)
+	if a.uploader.TraceStore() != nil {
+		warnIfOpen(a.log, ln.Addr(), cfg)
+	}
 	s := &apiServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		addr: ln.Addr().String(),
