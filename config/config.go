@@ -16,6 +16,7 @@ import (
 
 	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/inputs"
+	"github.com/apmkit/apmkit/internal/secret"
 	apmio "github.com/apmkit/apmkit/io"
 )
 
@@ -26,7 +27,7 @@ const MainFile = "apmkit.conf"
 type Main struct {
 	Hostname   string            `toml:"hostname" doc:"Host name written to points (tag host) and logs. Empty = the OS host name.\nENV_HOSTNAME overrides it."`
 	DataDir    string            `toml:"data_dir" doc:"Where apmkit keeps its cache, disk spill and file output.\nThe --data-dir flag overrides it."`
-	HTTPAPI    HTTPAPI           `toml:"http_api" doc:"Self-monitoring API: /v1/ping, /v1/stats, /metrics."`
+	HTTPAPI    HTTPAPI           `toml:"http_api" doc:"The HTTP API: /v1/ping, /v1/stats, /metrics, and the explorer (the web page at /, its API under /api/v1/)."`
 	Log        Log               `toml:"log"`
 	GlobalTags map[string]string `toml:"global_tags" doc:"Tags added to every point of every input (a point's own tag of the same key wins).\nENV_GLOBAL_HOST_TAGS=\"k=v,k2=v2\" adds to them." example:"env = \"prod\"\nproject = \"shop\""`
 	IO         apmio.Config      `toml:"io" doc:"The uploader: queues, batching and outputs."`
@@ -37,6 +38,25 @@ type Main struct {
 type HTTPAPI struct {
 	Listen string `toml:"listen" doc:"host:port of the HTTP API. Empty disables it. ENV_HTTP_LISTEN overrides it."`
 	Pprof  bool   `toml:"pprof" doc:"Serve Go's profiler under /debug/pprof/ on the API (for performance work; keep the API on loopback)."`
+	// The explorer shows what the applications do (URLs, SQL, exceptions): when the API
+	// listens beyond loopback, these keep it private. /v1/ping, /v1/stats and /metrics stay
+	// open, for probes, Prometheus and apmkit monitor.
+	Token    secret.Secret `toml:"token" doc:"Explorer (the page at / and /api/v1/): require this token, as Authorization: Bearer TOKEN or as the basic-auth password\n(any user name, so a browser can log in). Empty: no token. Set it, or username and password, when listen is not on loopback.\nENV_HTTP_TOKEN overrides it."`
+	Username string        `toml:"username" doc:"Explorer: basic-auth user name (with password)."`
+	Password secret.Secret `toml:"password" doc:"Explorer: basic-auth password (with username; masked wherever it is printed)."`
+}
+
+func (h *HTTPAPI) validateAuth() []error {
+	var errs []error
+	if (h.Username == "") != (h.Password.Reveal() == "") {
+		errs = append(errs, errors.New("http_api: username and password: set both for basic auth, or neither"))
+	}
+	for _, kv := range [][2]string{{"token", h.Token.Reveal()}, {"password", h.Password.Reveal()}} {
+		if p, ok := secret.Placeholder(kv[1]); ok {
+			errs = append(errs, fmt.Errorf("http_api.%s: a placeholder (%s), not a secret", kv[0], p))
+		}
+	}
+	return errs
 }
 
 // Log is the [log] table.
@@ -67,6 +87,7 @@ func (m *Main) Validate() error {
 			errs = append(errs, fmt.Errorf("http_api.listen: %q is not host:port (e.g. 127.0.0.1:9529)", m.HTTPAPI.Listen))
 		}
 	}
+	errs = append(errs, m.HTTPAPI.validateAuth()...)
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, m.Log.Level) {
 		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", m.Log.Level))
 	}

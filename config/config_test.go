@@ -553,12 +553,48 @@ func TestEffectiveShowsImplicitFileOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"[[io.outputs]]", `type = "file"`, `dir = "/var/apm/out"`, "implicit default"} {
+	for _, want := range []string{"[[io.outputs]]", `type = "file"`, `dir = "/var/apm/out"`, "implicit default",
+		`type = "local"`, `dir = "/var/apm/explorer"`, `retention = "72h0m0s"`, "max_mb = 1024", "implicit local output"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("%q missing from:\n%s", want, text)
 		}
 	}
 	if len(cfg.Main.IO.Outputs) != 0 {
 		t.Fatal("Effective modified the config")
+	}
+	if err := os.WriteFile(filepath.Join(dir, MainFile), []byte("[io]\nexplorer = false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = Load(Options{ConfDir: dir, DataDir: "/var/apm", Environ: []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if text, _ = cfg.Effective(); strings.Contains(text, `type = "local"`) || !strings.Contains(text, "explorer = false") {
+		t.Errorf("explorer = false still shows a local output:\n%s", text)
+	}
+}
+
+// TestHTTPAuth: the explorer's credentials come from the file or ENV_HTTP_TOKEN, are
+// masked when printed, and half a basic-auth pair or a placeholder is an error.
+func TestHTTPAuth(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := Load(Options{ConfDir: dir, DataDir: t.TempDir(), Environ: []string{"ENV_HTTP_TOKEN=tok-0123456789abc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := cfg.Effective()
+	if cfg.Main.HTTPAPI.Token.Reveal() != "tok-0123456789abc" || strings.Contains(text, "tok-0123456789abc") || !strings.Contains(text, `token = "tok-****9abc"`) {
+		t.Errorf("token %q; printed:\n%s", cfg.Main.HTTPAPI.Token.Reveal(), text)
+	}
+	for conf, want := range map[string]string{
+		"[http_api]\nusername = \"ops\"\n":          "http_api: username and password: set both for basic auth, or neither",
+		"[http_api]\ntoken = \"<your token>\"\n":    "http_api.token: a placeholder (<YOUR), not a secret",
+		"[http_api]\npassword = \"x-0123456789\"\n": "http_api: username and password: set both",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, MainFile), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(Options{ConfDir: dir, DataDir: t.TempDir(), Environ: []string{}}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", conf, err, want)
+		}
 	}
 }

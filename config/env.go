@@ -25,6 +25,7 @@ const (
 	EnvDataway              = "ENV_DATAWAY"
 	EnvGlobalHostTags       = "ENV_GLOBAL_HOST_TAGS"
 	EnvHTTPListen           = "ENV_HTTP_LISTEN"
+	EnvHTTPToken            = "ENV_HTTP_TOKEN"
 	EnvLogLevel             = "ENV_LOG_LEVEL"
 	EnvHostname             = "ENV_HOSTNAME"
 	EnvCacheRedisURL        = "ENV_CACHE_REDIS_URL"
@@ -57,6 +58,10 @@ func applyMainEnv(m *Main, env map[string]string) (map[string]string, error) {
 	if v, ok := env[EnvHTTPListen]; ok {
 		m.HTTPAPI.Listen = strings.TrimSpace(v)
 		set["http_api.listen"] = EnvHTTPListen + "=" + v
+	}
+	if v, ok := env[EnvHTTPToken]; ok && v != "" {
+		m.HTTPAPI.Token = secret.Secret(strings.TrimSpace(v))
+		set["http_api.token"] = EnvHTTPToken + "=" + secret.Mask(v)
 	}
 	if v, ok := env[EnvLogLevel]; ok && v != "" {
 		m.Log.Level = strings.ToLower(strings.TrimSpace(v))

@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -16,15 +15,20 @@ import (
 // with secrets masked: secret.Secret fields mask themselves; fields tagged `secret:"true"`
 // or named password, token, secret or api_key, the secrets of URLs (keys url and *_url;
 // secret.URL: the same masker as the outputs' logs) and the values of secret headers
-// (Authorization, *token*, *key*) are masked here. Implicit defaults are shown: with no output configured, the file
-// output apmkit then writes to.
+// (Authorization, *token*, *key*) are masked here. Implicit outputs are shown: the file
+// output when no output is configured, the explorer's local output when io.explorer is on
+// (see io.Config.WithImplicitOutputs).
 func (c *Config) Effective() (string, error) {
 	var buf bytes.Buffer
 	enc := toml.NewEncoder(&buf)
 	main := c.Main
-	if len(main.IO.Outputs) == 0 {
-		main.IO.Outputs = implicitOutputs(main)
+	configured := len(main.IO.Outputs)
+	main.IO.Outputs = implicitOutputs(main)
+	if configured == 0 {
 		buf.WriteString("# No [[io.outputs]] configured: apmkit writes line-protocol files (the implicit default below).\n")
+	}
+	if len(main.IO.Outputs) > max(configured, 1) {
+		buf.WriteString("# io.explorer = true: apmkit keeps the explorer's local trace store (the implicit local output below).\n")
 	}
 	if err := enc.Encode(masked(reflect.ValueOf(main)).Interface()); err != nil {
 		return "", err
@@ -42,12 +46,11 @@ func (c *Config) Effective() (string, error) {
 	return buf.String(), nil
 }
 
-// implicitOutputs is what the uploader writes to when no output is configured: one file
-// output under DATA_DIR/out, with its defaults.
+// implicitOutputs is every output the uploader writes to, the implicit ones included, with
+// their defaults.
 func implicitOutputs(m Main) []apmio.OutputConfig {
-	io := apmio.Config{Outputs: []apmio.OutputConfig{{Type: apmio.TypeFile}}}
+	io := apmio.Config{Outputs: m.IO.WithImplicitOutputs(m.DataDir)}
 	_ = io.Validate() // fills the defaults
-	io.Outputs[0].Dir = filepath.Join(m.DataDir, "out")
 	return io.Outputs
 }
 

@@ -27,6 +27,7 @@ var mainEnvDocs = map[string]string{
 	EnvDataway:              "One or more DataWay URLs with `?token=`, comma separated. Each becomes a `dataway` output; together they replace the dataway outputs of apmkit.conf (other outputs stay).",
 	EnvGlobalHostTags:       "`k=v,k2=v2`, added to `[global_tags]` (tags on every point).",
 	EnvHTTPListen:           "`[http_api] listen`. Empty disables the HTTP API. In a container set `0.0.0.0:9529`, or probes and `apmkit monitor` cannot reach it.",
+	EnvHTTPToken:            "`[http_api] token`: the token the explorer (the page at `/` and `/api/v1/`) requires, e.g. from a Kubernetes Secret. Set it whenever the API listens beyond loopback.",
 	EnvLogLevel:             "`[log] level`: debug, info, warn or error.",
 	EnvHostname:             "`hostname`: the host tag and the name in logs.",
 	EnvCacheRedisURL:        "`[cache] redis_url`: keep the cache in Redis, shared by the replicas, instead of badger in the data dir. Empty or unset leaves the file's value.",
@@ -40,6 +41,7 @@ var mainEnvDocs = map[string]string{
 var mainEnvKeys = map[string]string{
 	"hostname":        EnvHostname,
 	"http_api.listen": EnvHTTPListen,
+	"http_api.token":  EnvHTTPToken,
 	"log.level":       EnvLogLevel,
 	"global_tags":     EnvGlobalHostTags + " (adds)",
 	"io.outputs":      EnvDataway + " (dataway outputs), `" + EnvOTLPEndpoint + "`, `" + EnvOTLPProtocol + "`, `" + EnvOTLPHeaders + "` (an otlp output)",
@@ -119,7 +121,7 @@ variables, lists are JSON or comma separated and tables are JSON.
 func mainEnvOrder() []string {
 	return []string{
 		EnvDefaultEnabledInputs, EnvDatakitInputs, EnvApmkitInputs, EnvInputPrefix,
-		EnvDataway, EnvOTLPEndpoint, EnvOTLPProtocol, EnvOTLPHeaders, EnvGlobalHostTags, EnvHTTPListen, EnvLogLevel, EnvHostname, EnvCacheRedisURL,
+		EnvDataway, EnvOTLPEndpoint, EnvOTLPProtocol, EnvOTLPHeaders, EnvGlobalHostTags, EnvHTTPListen, EnvHTTPToken, EnvLogLevel, EnvHostname, EnvCacheRedisURL,
 	}
 }
 

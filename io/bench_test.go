@@ -72,6 +72,7 @@ func BenchmarkFeedParallel(b *testing.B) {
 
 func benchFeed(b *testing.B, points int, feed func(u *Uploader) error) {
 	cfg := DefaultConfig()
+	cfg.Explorer = false // the outputs under test only
 	cfg.Outputs = []OutputConfig{{Type: TypeDataway, URL: "http://127.0.0.1:1?token=tkn_bench"}}
 	u, err := New(cfg, b.TempDir(), nil, nil)
 	if err != nil {
@@ -136,6 +137,7 @@ func benchmarkToDataway(b *testing.B, inFlight int) {
 	}))
 	defer srv.Close()
 	cfg := DefaultConfig()
+	cfg.Explorer = false // the outputs under test only
 	cfg.Outputs = []OutputConfig{{Type: TypeDataway, URL: srv.URL + "?token=tkn_bench", MaxInFlight: inFlight}}
 	u, err := New(cfg, b.TempDir(), nil, nil)
 	if err != nil {
@@ -170,6 +172,7 @@ func benchmarkToDataway(b *testing.B, inFlight int) {
 // BenchmarkUploaderToFile measures Feed -> batch -> the default file output.
 func BenchmarkUploaderToFile(b *testing.B) {
 	cfg := DefaultConfig()
+	cfg.Explorer = false // the outputs under test only
 	dir := b.TempDir()
 	u, err := New(cfg, dir, nil, nil)
 	if err != nil {

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/apmkit/apmkit/internal/secret"
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/tracestore"
 )
 
 // Config is the `[io]` table of apmkit.conf.
@@ -19,12 +22,13 @@ type Config struct {
 	BatchMaxBytes  int            `toml:"batch_max_bytes" doc:"...or this many bytes of line protocol (a single longer line is sent alone)..."`
 	FlushInterval  time.Duration  `toml:"flush_interval" doc:"...or when its oldest point is this old."`
 	StopTimeout    time.Duration  `toml:"stop_timeout" doc:"On stop, how long queued batches may take to reach the outputs; the rest is spilled to disk."`
-	Outputs        []OutputConfig `toml:"outputs" doc:"Where points go. Every output receives every batch of its categories independently.\nWith no output configured, apmkit writes line-protocol files under DATA_DIR/out/.\nSeveral DataWay URLs = several dataway outputs. otlp sends to Jaeger, Tempo or an OpenTelemetry Collector (docs/OTLP.md)." example:"[[io.outputs]]\n  type = \"dataway\"\n  url = \"https://openway.guance.com?token=tkn_xxx\"\n\n[[io.outputs]]\n  type = \"influxdb\"\n  url = \"http://127.0.0.1:8086\"\n  database = \"apm\"\n\n[[io.outputs]]\n  type = \"file\"\n  categories = [\"tracing\"]\n\n[[io.outputs]]\n  type = \"otlp\"\n  endpoint = \"127.0.0.1:4317\"\n  insecure = true\n  categories = [\"tracing\"]"`
+	Explorer       bool           `toml:"explorer" doc:"Keep the embedded explorer's data: unless an output of type local is configured, apmkit adds one with its defaults\n(DATA_DIR/explorer, categories metric and tracing, retention 72h, max_mb 1024) beside the configured outputs,\nor beside the implicit file output when none is configured. false: no implicit local output (the explorer page then says so)."`
+	Outputs        []OutputConfig `toml:"outputs" doc:"Where points go. Every output receives every batch of its categories independently.\nWith no output configured, apmkit writes line-protocol files under DATA_DIR/out/ (and, with explorer = true,\nkeeps the explorer's local store). Several DataWay URLs = several dataway outputs. otlp sends to Jaeger, Tempo or an OpenTelemetry Collector (docs/OTLP.md)." example:"[[io.outputs]]\n  type = \"dataway\"\n  url = \"https://openway.guance.com?token=tkn_xxx\"\n\n[[io.outputs]]\n  type = \"influxdb\"\n  url = \"http://127.0.0.1:8086\"\n  database = \"apm\"\n\n[[io.outputs]]\n  type = \"file\"\n  categories = [\"tracing\"]\n\n[[io.outputs]]\n  type = \"otlp\"\n  endpoint = \"127.0.0.1:4317\"\n  insecure = true\n  categories = [\"tracing\"]"`
 }
 
 // OutputConfig is one `[[io.outputs]]` table.
 type OutputConfig struct {
-	Type string `toml:"type" doc:"file | dataway | influxdb | influxdb2 | otlp"`
+	Type string `toml:"type" doc:"file | dataway | influxdb | influxdb2 | otlp | local (the explorer's trace store; at most one)"`
 	Name string `toml:"name" doc:"Unique name (metrics, spill folder DATA_DIR/spill/<name>). Letters, digits, '-', '_', '.'. Default: the type, then type-2, type-3..."`
 	// Categories limits the output to some categories (metric, tracing, logging, object); empty = all.
 	Categories []string `toml:"categories" doc:"Categories this output receives (metric, tracing, logging, object). Empty = all (otlp: metric and tracing, the ones it takes; set [\"tracing\"] for a traces-only backend such as Jaeger)."`
@@ -56,12 +60,15 @@ type OutputConfig struct {
 	// SkipDatabaseCreation is for users without admin rights: CREATE DATABASE needs them.
 	SkipDatabaseCreation bool `toml:"skip_database_creation" doc:"influxdb: do not send CREATE DATABASE (at start, and when a write says the database is missing), which needs admin rights; the database must then exist. Until it does, batches are kept in the disk spill and an ERROR is logged."`
 
-	Dir       string `toml:"dir" doc:"file: folder for the .lp files. Default DATA_DIR/out."`
+	Dir       string `toml:"dir" doc:"file: folder for the .lp files. Default DATA_DIR/out.\nlocal: folder of the trace store (a badger database of its own). Default DATA_DIR/explorer."`
 	MaxFileMB int    `toml:"max_file_mb" doc:"file: start a new file when the current one would grow beyond this size. Default 64."`
 	MaxFiles  int    `toml:"max_files" doc:"file: files kept per category, the one being written included; the oldest is deleted. Default 10."`
 
+	Retention time.Duration `toml:"retention" doc:"local: how long data is kept, counted from when apmkit stored it (replayed or late data is kept as long as fresh data).\nData is dropped an eighth of the retention at a time, so it may stay up to an eighth longer. Default 72h."`
+	MaxMB     int           `toml:"max_mb" doc:"local: bound of the store's disk usage in MiB; beyond it the oldest data is dropped, about an eighth at a time. Default 1024."`
+
 	QueueMaxBatches int           `toml:"queue_max_batches" doc:"Batches waiting in memory for this output (at most a quarter of io.queue_max_mb); beyond that (slow or failing output) the oldest go to the disk spill. Default 16."`
-	MaxInFlight     int           `toml:"max_in_flight" doc:"Requests this output sends at once: new batches first, then its disk spill (oldest first) with the requests they leave; while the output fails, one request at a time tries the spill's oldest batch. Batches may arrive out of order (a point written again overwrites itself). Ignored by file outputs, which write one batch at a time. Default 2."`
+	MaxInFlight     int           `toml:"max_in_flight" doc:"Requests this output sends at once: new batches first, then its disk spill (oldest first) with the requests they leave; while the output fails, one request at a time tries the spill's oldest batch. Batches may arrive out of order (a point written again overwrites itself). Ignored by file and local outputs, which write one batch at a time. Default 2."`
 	RetryInitial    time.Duration `toml:"retry_initial" doc:"First retry delay; it doubles (with jitter) up to retry_max. Default 1s."`
 	RetryMax        time.Duration `toml:"retry_max" doc:"Longest delay between two retries; also caps a server's Retry-After. Default 30s."`
 	RetryMaxElapsed time.Duration `toml:"retry_max_elapsed" doc:"After retrying this long, a batch goes to the disk spill. Default 1m."`
@@ -75,6 +82,7 @@ const (
 	TypeInfluxDB  = "influxdb"
 	TypeInfluxDB2 = "influxdb2"
 	TypeOTLP      = "otlp"
+	TypeLocal     = "local"
 )
 
 // OTLP protocols.
@@ -84,11 +92,11 @@ const (
 )
 
 // allowedTypes is what error messages list; keep it in step with knownType.
-const allowedTypes = "file, dataway, influxdb, influxdb2, otlp"
+const allowedTypes = "file, dataway, influxdb, influxdb2, otlp, local"
 
 func knownType(t string) bool {
 	switch t {
-	case TypeFile, TypeDataway, TypeInfluxDB, TypeInfluxDB2, TypeOTLP:
+	case TypeFile, TypeDataway, TypeInfluxDB, TypeInfluxDB2, TypeOTLP, TypeLocal:
 		return true
 	}
 	return false
@@ -114,6 +122,8 @@ const (
 	defaultCapacityMB      = 1024
 	defaultMaxFileMB       = 64
 	defaultMaxFiles        = 10
+	defaultRetention       = tracestore.DefaultRetention
+	defaultMaxMB           = tracestore.DefaultMaxBytes >> 20
 )
 
 // Examples quoted by validation errors.
@@ -123,9 +133,11 @@ const (
 )
 
 // DefaultConfig returns the defaults used when apmkit.conf has no [io] table. It has no
-// outputs: New then adds the file output under DATA_DIR/out.
+// outputs: New then adds the file output under DATA_DIR/out, and the explorer's local
+// output (WithImplicitOutputs).
 func DefaultConfig() Config {
 	return Config{
+		Explorer:       true,
 		QueueMaxMB:     defaultQueueMaxMB,
 		FeedTimeout:    defaultFeedTimeout,
 		BatchMaxPoints: defaultBatchMaxPoints,
@@ -142,9 +154,16 @@ func (c *Config) Validate() error {
 	c.applyDefaults()
 	errs := c.validateTop()
 	seen := map[string]int{}
+	local := -1
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
 		errs = append(errs, o.validate(i)...)
+		if o.Type == TypeLocal {
+			if local >= 0 {
+				errs = append(errs, fmt.Errorf("%s: type local: io.outputs[%d] is local already; the explorer reads one store", o.where(i), local))
+			}
+			local = i
+		}
 		if first, dup := seen[o.Name]; dup && o.Name != "" {
 			errs = append(errs, fmt.Errorf("%s: name %q: duplicate of io.outputs[%d]; names must be unique", o.where(i), o.Name, first))
 			continue
@@ -214,18 +233,47 @@ func (o *OutputConfig) applyDefaults() {
 	setDefault(&o.CapacityMB, defaultCapacityMB)
 	setDefault(&o.MaxFileMB, defaultMaxFileMB)
 	setDefault(&o.MaxFiles, defaultMaxFiles)
+	setDefault(&o.Retention, defaultRetention)
+	setDefault(&o.MaxMB, defaultMaxMB)
 	if o.Type == TypeOTLP && o.Protocol == "" {
 		o.Protocol = ProtocolGRPC
 	}
 }
 
 // inFlight is the number of sender goroutines: file outputs append to one file per
-// category, so they write one batch at a time whatever max_in_flight says.
+// category, and a local output writes its store one batch at a time (concurrent badger
+// batches would only contend), so they write one batch at a time whatever max_in_flight
+// says.
 func (o *OutputConfig) inFlight() int {
-	if o.Type == TypeFile {
+	if o.Type == TypeFile || o.Type == TypeLocal {
 		return 1
 	}
 	return o.MaxInFlight
+}
+
+// WithImplicitOutputs returns the outputs apmkit writes to: the configured ones, plus the
+// file output under DATA_DIR/out when none is configured, plus the explorer's local output
+// when Explorer is on and none is configured; file and local outputs without a dir get
+// theirs under dataDir. Defaults are not filled (Validate does).
+func (c *Config) WithImplicitOutputs(dataDir string) []OutputConfig {
+	outs := append([]OutputConfig(nil), c.Outputs...)
+	if len(outs) == 0 {
+		outs = append(outs, OutputConfig{Type: TypeFile})
+	}
+	if c.Explorer && !slices.ContainsFunc(outs, func(o OutputConfig) bool { return o.Type == TypeLocal }) {
+		outs = append(outs, OutputConfig{Type: TypeLocal, Categories: []string{point.Metric.String(), point.Tracing.String()}})
+	}
+	for i := range outs {
+		o := &outs[i]
+		switch {
+		case o.Dir != "":
+		case o.Type == TypeFile:
+			o.Dir = filepath.Join(dataDir, "out")
+		case o.Type == TypeLocal:
+			o.Dir = filepath.Join(dataDir, "explorer")
+		}
+	}
+	return outs
 }
 
 // GzipEnabled reports whether request bodies are compressed (true when unset).
@@ -305,6 +353,8 @@ func (o *OutputConfig) validateLimits(at string) []error {
 	errs = appendIf(errs, positive(at+": capacity_mb", o.CapacityMB))
 	errs = appendIf(errs, positive(at+": max_file_mb", o.MaxFileMB))
 	errs = appendIf(errs, positive(at+": max_files", o.MaxFiles))
+	errs = appendIf(errs, positive(at+": retention", o.Retention))
+	errs = appendIf(errs, positive(at+": max_mb", o.MaxMB))
 	if o.RetryInitial > 0 && o.RetryMax > 0 && o.RetryMax < o.RetryInitial {
 		errs = append(errs, fmt.Errorf("%s: retry_max: must be >= retry_initial (%v), got %v", at, o.RetryInitial, o.RetryMax))
 	}

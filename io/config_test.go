@@ -21,7 +21,7 @@ func TestDefaultConfig(t *testing.T) {
 	}
 	if c.QueueMaxMB != want.QueueMaxMB || c.FeedTimeout != want.FeedTimeout ||
 		c.BatchMaxPoints != want.BatchMaxPoints || c.BatchMaxBytes != want.BatchMaxBytes ||
-		c.FlushInterval != want.FlushInterval || c.StopTimeout != want.StopTimeout || c.Outputs != nil {
+		c.FlushInterval != want.FlushInterval || c.StopTimeout != want.StopTimeout || c.Outputs != nil || !c.Explorer {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", c, want)
 	}
 	if err := c.Validate(); err != nil {
@@ -104,8 +104,8 @@ func TestValidateErrors(t *testing.T) {
 			"io.outputs[0] (dataway): max_in_flight: must be > 0 (or unset for the default), got -1"},
 		{"negative feed timeout", Config{FeedTimeout: -time.Second}, "io.feed_timeout: must be > 0 (or unset for the default), got -1s"},
 		{"negative batch bytes", Config{BatchMaxBytes: -5}, "io.batch_max_bytes: must be > 0 (or unset for the default), got -5"},
-		{"no type", Config{Outputs: []OutputConfig{{}}}, "io.outputs[0]: type: required, allowed: file, dataway, influxdb, influxdb2, otlp"},
-		{"unknown type", Config{Outputs: []OutputConfig{{Type: "kafka"}}}, `io.outputs[0]: type "kafka": unknown, allowed: file, dataway, influxdb, influxdb2, otlp`},
+		{"no type", Config{Outputs: []OutputConfig{{}}}, "io.outputs[0]: type: required, allowed: file, dataway, influxdb, influxdb2, otlp, local"},
+		{"unknown type", Config{Outputs: []OutputConfig{{Type: "kafka"}}}, `io.outputs[0]: type "kafka": unknown, allowed: file, dataway, influxdb, influxdb2, otlp, local`},
 		{"dataway no url", Config{Outputs: []OutputConfig{{Type: TypeFile}, {Type: TypeDataway}}},
 			"io.outputs[1] (dataway): url: required, e.g. https://openway.guance.com?token=tkn_xxx"},
 		{"dataway no token", dw(OutputConfig{URL: "https://openway.guance.com"}),

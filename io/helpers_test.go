@@ -113,8 +113,10 @@ func pointsLogged(t testing.TB, lines []string) int64 {
 var pointsAttr = regexp.MustCompile(` points=(\d+)`)
 
 // testConfig has small intervals so tests run fast; outputs get fastRetries unless set.
+// It has only the outputs given: no implicit local output.
 func testConfig(outs ...OutputConfig) Config {
 	c := DefaultConfig()
+	c.Explorer = false
 	c.FlushInterval = 5 * time.Millisecond
 	c.StopTimeout = 10 * time.Second
 	c.Outputs = outs

@@ -1,7 +1,7 @@
 // Package io is apmkit's uploader: line protocol encoded where points are fed, batched per
 // category within a memory budget in bytes, and independent outputs (dataway, influxdb,
-// influxdb2, file, otlp), each with retries, a disk spill that survives restarts, and counts of
-// everything it sends or loses.
+// influxdb2, file, otlp, and local: the explorer's trace store), each with retries, a disk
+// spill that survives restarts, and counts of everything it sends or loses.
 //
 //	Feed (caller's goroutine: validate, encode) -> category intake (open batch, cut by
 //	points, bytes or age) --+--> output: memory queue -> senders (max_in_flight) -> gzip, send
@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/apmkit/apmkit/point"
+	"github.com/apmkit/apmkit/tracestore"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -40,6 +41,7 @@ type Uploader struct {
 	counters []*categoryCounters // indexed like point.Categories
 	outputs  []*outputWorker
 	routes   [][]*outputWorker // per category: the outputs that take it
+	store    *tracestore.Store // the local output's store, nil without one
 	scratch  sync.Pool         // *feedScratch: Feed's encoder and line index
 	lastErr  lastError         // uploader-level (queue full, invalid points)
 	drops    *dropLog          // losses before any output
@@ -63,7 +65,8 @@ const (
 )
 
 // New validates cfg (filling defaults) and prepares the outputs: folders, spills left by a
-// previous run, HTTP clients. With no output configured it writes files under dataDir/out.
+// previous run, HTTP clients, the local trace store. With no output configured it writes
+// files under dataDir/out; with cfg.Explorer it adds a local output (WithImplicitOutputs).
 // Self-metrics are registered on reg (nil: not registered); Stop unregisters them.
 func New(cfg Config, dataDir string, log *slog.Logger, reg prometheus.Registerer) (*Uploader, error) {
 	if log == nil {
@@ -72,11 +75,8 @@ func New(cfg Config, dataDir string, log *slog.Logger, reg prometheus.Registerer
 	if dataDir == "" {
 		return nil, errors.New("io: data dir: required (spill and file output live there)")
 	}
-	// Validate writes defaults into the outputs: work on a copy of the caller's slice.
-	cfg.Outputs = append([]OutputConfig(nil), cfg.Outputs...)
-	if len(cfg.Outputs) == 0 {
-		cfg.Outputs = []OutputConfig{{Type: TypeFile}}
-	}
+	// Validate writes defaults into the outputs: WithImplicitOutputs copies the caller's.
+	cfg.Outputs = cfg.WithImplicitOutputs(dataDir)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("io: config: %w", err)
 	}
@@ -127,9 +127,6 @@ func (u *Uploader) buildIntakes() {
 func (u *Uploader) buildOutputs() error {
 	for i := range u.cfg.Outputs {
 		oc := &u.cfg.Outputs[i]
-		if oc.Type == TypeFile && oc.Dir == "" {
-			oc.Dir = filepath.Join(u.dataDir, "out")
-		}
 		w, err := u.buildOutput(*oc)
 		if err != nil {
 			return fmt.Errorf("io: output %s: %w", oc.Name, err)
@@ -146,9 +143,12 @@ func (u *Uploader) buildOutputs() error {
 }
 
 func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
-	s, err := newSender(oc, u.codec)
+	s, err := newSender(oc, u.codec, u.log.With("output", oc.Name))
 	if err != nil {
 		return nil, err
+	}
+	if ls, ok := s.(*localSender); ok {
+		u.store = ls.store
 	}
 	counters := newOutputCounters()
 	log := u.log.With("output", oc.Name)
@@ -176,8 +176,10 @@ func (u *Uploader) buildOutput(oc OutputConfig) (*outputWorker, error) {
 	return newOutputWorker(oc, s, spill, counters, drops, u.budget.max/4, log), nil
 }
 
-func newSender(oc OutputConfig, codec *gzipCodec) (sender, error) {
+func newSender(oc OutputConfig, codec *gzipCodec, log *slog.Logger) (sender, error) {
 	switch oc.Type {
+	case TypeLocal:
+		return newLocalSender(oc, log)
 	case TypeDataway:
 		return newDatawaySender(oc)
 	case TypeInfluxDB:
@@ -472,6 +474,10 @@ func (u *Uploader) logStopSummary() {
 		}
 	}
 }
+
+// TraceStore is the local output's store, for the explorer to read; nil without a local
+// output. It is closed by Stop.
+func (u *Uploader) TraceStore() *tracestore.Store { return u.store }
 
 // Outputs describes where the uploader writes, one line per output, secrets masked, for the
 // startup log line: "file: data/out", "dataway: https://openway.guance.com?token=tkn_****abcd".

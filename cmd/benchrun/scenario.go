@@ -291,6 +291,10 @@ func (b *bench) writeConf(dir string, sc scenario, addrs []string, api string, r
   listen = %q
 %s[log]
   level = "warn"
+[io]
+  # The DataWay path alone, comparable with earlier runs; the explorer's store has its own
+  # benchmark (go test -bench Write ./tracestore).
+  explorer = false
 [[io.outputs]]
   type = "dataway"
   url = %q

@@ -103,6 +103,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.uploader.Start(ctx); err != nil {
 		return err
 	}
+	if st := a.uploader.TraceStore(); st != nil {
+		a.reg.MustRegister(st.Collector())
+	}
 	for _, out := range a.uploader.Outputs() {
 		a.log.Info("writing to output", "output", out)
 	}

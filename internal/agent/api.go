@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -14,12 +15,13 @@ import (
 
 	"github.com/apmkit/apmkit/cache"
 	"github.com/apmkit/apmkit/config"
+	"github.com/apmkit/apmkit/explorer"
 	"github.com/apmkit/apmkit/inputs"
 	"github.com/apmkit/apmkit/internal/version"
 	"github.com/apmkit/apmkit/pipeline"
 )
 
-// apiServer serves /v1/ping, /v1/stats and /metrics.
+// apiServer serves /v1/ping, /v1/stats, /metrics and the explorer (everything else).
 type apiServer struct {
 	srv  *http.Server
 	addr string
@@ -46,6 +48,12 @@ func startAPI(cfg config.HTTPAPI, a *Agent) (*apiServer, error) {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+	mux.Handle("/", explorer.New(a.uploader.TraceStore(), explorer.Options{
+		Token: cfg.Token, Username: cfg.Username, Password: cfg.Password,
+	}))
+	if a.uploader.TraceStore() != nil {
+		warnIfOpen(a.log, ln.Addr(), cfg)
+	}
 	s := &apiServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		addr: ln.Addr().String(),
@@ -53,6 +61,16 @@ func startAPI(cfg config.HTTPAPI, a *Agent) (*apiServer, error) {
 	}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
+}
+
+// warnIfOpen says when the explorer, which shows URLs, SQL and exceptions, is reachable
+// from other hosts without credentials.
+func warnIfOpen(log *slog.Logger, addr net.Addr, cfg config.HTTPAPI) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP.IsLoopback() || cfg.Token.Reveal() != "" || cfg.Username != "" {
+		return
+	}
+	log.Warn("http api: the explorer is open to the network without credentials; set [http_api] token, or username and password", "listen", addr.String())
 }
 
 func (s *apiServer) stop(ctx context.Context) error {

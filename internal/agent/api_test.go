@@ -22,7 +22,8 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestAPI(t *testing.T) {
-	a, _ := startAgent(t, t.TempDir(), "")
+	// The default [io]: the explorer's local output is on beside the implicit file output.
+	a, _ := startAgentMain(t, t.TempDir(), strings.Replace(testMain, "explorer = false\n", "", 1), "")
 	base := "http://" + a.APIAddr()
 	code, body := get(t, base+"/v1/ping")
 	var ping Ping
@@ -44,11 +45,12 @@ func TestAPI(t *testing.T) {
 			} `json:"outputs"`
 		} `json:"io"`
 	}
-	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || len(st.Inputs) != 1 || st.Inputs[0].Alias != "127.0.0.1:0" || len(st.Inputs[0].Stats.Listeners) != 3 || len(st.IO.Outputs) != 1 {
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || len(st.Inputs) != 1 || st.Inputs[0].Alias != "127.0.0.1:0" || len(st.Inputs[0].Stats.Listeners) != 3 ||
+		len(st.IO.Outputs) != 2 || st.IO.Outputs[0].Type != "file" || st.IO.Outputs[1].Type != "local" {
 		t.Fatalf("stats %d %s", code, body)
 	}
 	code, body = get(t, base+"/metrics")
-	for _, m := range []string{"apmkit_io_", "apmkit_pinpoint_connected_agents", `input="pinpoint"`, "go_goroutines"} {
+	for _, m := range []string{"apmkit_io_", "apmkit_pinpoint_connected_agents", `input="pinpoint"`, "go_goroutines", "apmkit_explorer_store_bytes"} {
 		if code != 200 || !strings.Contains(body, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

@@ -18,8 +18,10 @@ import (
 )
 
 // testMain is the main config of the tests' apmkit: the HTTP API on a loopback port, quick
-// flushes to the file output.
-const testMain = "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n"
+// flushes to the file output. Without the explorer's local output, which has tests of its
+// own (packages explorer and tracestore) and would only slow these down; TestAPI checks
+// that it is on by default.
+const testMain = "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nexplorer = false\nflush_interval = \"100ms\"\n"
 
 // startAgent runs a whole apmkit: the Pinpoint input on three loopback ports, the
 // pipeline, and the file output in a temp data dir. Reusing dataDir is a restart.

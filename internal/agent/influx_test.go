@@ -22,6 +22,7 @@ func influxMain(url, db string) string {
 	return fmt.Sprintf(`[http_api]
 listen = "127.0.0.1:0"
 [io]
+explorer = false
 flush_interval = "100ms"
 [[io.outputs]]
 type = "file"

@@ -45,7 +45,7 @@ func TestTwoInstancesKeepTheirState(t *testing.T) {
 		firsts[alias], seconds[alias] = splitForRestart(t, rec)
 	}
 	dataDir := t.TempDir()
-	main := "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n"
+	main := testMain
 
 	a := startAgentConf(t, dataDir, main, twoInstances)
 	replayEach(t, a, firsts)

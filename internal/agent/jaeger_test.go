@@ -23,6 +23,7 @@ func jaegerMain(protocol, endpoint string) string {
 	return fmt.Sprintf(`[http_api]
 listen = "127.0.0.1:0"
 [io]
+explorer = false
 flush_interval = "100ms"
 [[io.outputs]]
 type = "file"

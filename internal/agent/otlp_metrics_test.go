@@ -20,6 +20,7 @@ func TestRecordingsMetricsOverOTLP(t *testing.T) {
 			a, in := startAgentMain(t, t.TempDir(), fmt.Sprintf(`[http_api]
 listen = "127.0.0.1:0"
 [io]
+explorer = false
 flush_interval = "100ms"
 [[io.outputs]]
 type = "otlp"

@@ -22,7 +22,7 @@ func BenchmarkReplicas(b *testing.B) {
 	rec := recording(b, "go-agent-batch-200")
 	spans := rec.Manifest.Int("messages.PSpan")
 	b.Run("badger", func(b *testing.B) {
-		_, in := startAgentMain(b, b.TempDir(), "[io]\nflush_interval = \"100ms\"\n", replicaConf)
+		_, in := startAgentMain(b, b.TempDir(), testMain, replicaConf)
 		addr := in.Addrs()[0]
 		runReplays(b, rec, replay.Targets{Agent: addr, Span: addr, Stat: addr}, spans, nil)
 	})

@@ -43,7 +43,7 @@ func startReplica(t testing.TB, redisURL, dataDir string) *replica {
 // startReplicaConf starts a replica with the pinpoint options given.
 func startReplicaConf(t testing.TB, redisURL, dataDir, pinpointConf string) *replica {
 	t.Helper()
-	main := fmt.Sprintf("[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nflush_interval = \"100ms\"\n[cache]\nredis_url = %q\n", redisURL)
+	main := fmt.Sprintf("%s[cache]\nredis_url = %q\n", testMain, redisURL)
 	a, in := startAgentMain(t, dataDir, main, pinpointConf)
 	return &replica{a: a, in: in, dataDir: dataDir}
 }

@@ -106,7 +106,7 @@ func TestMonitorShowsReplayedAgents(t *testing.T) {
 	if metric.Category != "metric" || metric.PointsIn == 0 {
 		t.Errorf("the stats became no metric points: %+v", metric)
 	}
-	if len(second.IO.Outputs) != 1 || second.IO.Outputs[0].Type != "file" {
+	if len(second.IO.Outputs) != 2 || second.IO.Outputs[0].Type != "file" || second.IO.Outputs[1].Type != "local" {
 		t.Errorf("outputs: %+v", second.IO.Outputs)
 	}
 	if testing.Verbose() {

@@ -39,6 +39,9 @@ type ioConf struct {
 	Outputs string
 	// Input is appended to the [[inputs.pinpoint]] table: options, then its sub-tables.
 	Input string
+	// Explorer keeps the explorer's local output ([io] explorer). Off by default: the tests
+	// count what the output under test received, and metrics sum over outputs.
+	Explorer bool
 }
 
 func defaultIOConf() ioConf {
@@ -200,11 +203,12 @@ func (p *apmkitProc) writeConf(sinkURL string, c ioConf) error {
 [log]
   level = "info"
 [io]
+  explorer = %v
   %s
   batch_max_points = %d
   flush_interval = %q
   stop_timeout = %q
-`, p.dataDir, p.apiAddr, queueKey(c), c.BatchPoints, c.FlushInterval.String(), c.StopTimeout.String())
+`, p.dataDir, p.apiAddr, c.Explorer, queueKey(c), c.BatchPoints, c.FlushInterval.String(), c.StopTimeout.String())
 	if c.Outputs != "" {
 		main += c.Outputs
 	} else {

@@ -23,9 +23,10 @@ const diskSize = "24m"
 // TestDiskFull runs apmkit with its data dir on a small real file system (a tmpfs mounted by
 // the test) while its output is down, so the spill grows, and fills that file system to the
 // last byte. badger writes through memory maps, where a full disk used to kill apmkit with
-// SIGBUS ("fatal error: fault"), at once or when it stopped. Now apmkit must stay up and say
-// disk_full on /v1/ping, exit 0 on SIGTERM, start again on the still-full disk (the cache in
-// memory), recover by itself once the test frees space (cache back to ok), and deliver the
+// SIGBUS ("fatal error: fault"), at once or when it stopped; the explorer's store, on here,
+// is a badger database too. Now apmkit must stay up and say disk_full on /v1/ping, exit 0 on
+// SIGTERM, start again on the still-full disk (the cache in memory, the explorer's store
+// closed), recover by itself once the test frees space (cache back to ok), and deliver the
 // spill once the output comes up.
 func TestDiskFull(t *testing.T) {
 	short(t)
@@ -36,7 +37,8 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := defaultIOConf()
-	c.CapacityMB = 2 // the spill: its capacity is not what fills the disk, the filler is
+	c.CapacityMB = 2  // the spill: its capacity is not what fills the disk, the filler is
+	c.Explorer = true // the explorer's store is a badger database too: it must not fault either
 	ap := startApmkitOn(t, "http://"+outAddr, c, filepath.Join(mnt, "data"))
 	if p := ap.ping(); p.CacheState != "ok" || p.Status != "ok" {
 		t.Fatalf("apmkit on an empty %s tmpfs: %+v", diskSize, p)
