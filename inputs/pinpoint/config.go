@@ -33,7 +33,7 @@ type Config struct {
 
 	DecodeOnly bool `toml:"decode_only" env:"DECODE_ONLY" doc:"Benchmarks only: decode, validate and count messages, then drop them (no spans, no stats are written)."`
 
-	Storage          Storage                     `toml:"storage" env:"STORAGE" doc:"Where this input's on-disk cache lives and its cap in MiB (DataKit's option).\nEmpty path = apmkit's shared cache under DATA_DIR/cache. Env: JSON {\"storage\": path, \"capacity\": MB}."`
+	Storage          Storage                     `toml:"storage" env:"STORAGE" doc:"Where this input's on-disk cache lives and its cap in MiB (DataKit's option).\nEmpty path = apmkit's shared cache under DATA_DIR/cache (or in Redis with [cache] redis_url, which refuses a path).\nEnv: JSON {\"storage\": path, \"capacity\": MB}."`
 	KeepRareResource bool                        `toml:"keep_rare_resource" env:"KEEP_RARE_RESOURCE" doc:"Keep a trace whole when one of its entry spans has a (service, resource) not seen in the last hour\n(resources compared as URL templates: /orders/42 and /orders/43 are one), whatever the sampler says."`
 	HTTPURLTag       string                      `toml:"http_url_tag" env:"HTTP_URL_TAG" doc:"What the http_url tag holds: \"template\" = the URL's template, ids in the path as {id} (/stock/42 ->\n/stock/{id}: one series per route), with the URL as it came in the http_url_raw field when it differs;\n\"raw\" = the URL as it came, as DataKit writes it (one series per id), and no http_url_raw field."`
 	DelMessage       bool                        `toml:"del_message" env:"DEL_MESSAGE" doc:"Drop the message field (the JSON of the original span) from every span: much smaller points."`

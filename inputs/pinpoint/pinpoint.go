@@ -227,6 +227,11 @@ func (in *Input) openStores(host inputs.Host) (store, traceStore cache.Store, er
 		}
 		return store, traceStore, nil
 	}
+	if shared, err := host.Store(cacheNamespace); err == nil {
+		if _, ok := shared.(cache.Shared); ok {
+			return nil, nil, errors.New("pinpoint: storage.path would keep this instance's state in a badger of its own, out of the cache that [cache] redis_url shares with the other replicas: remove storage.path")
+		}
+	}
 	dir := in.cfg.Storage.Path
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(host.DataDir(), dir)

@@ -5,6 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +16,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/apmkit/apmkit/config"
 	"github.com/apmkit/apmkit/inputs/pinpoint"
 	"github.com/apmkit/apmkit/inputs/pinpoint/pb"
 	"github.com/apmkit/apmkit/inputs/pinpoint/replay"
@@ -450,4 +455,34 @@ func encodeSpanEvent(t *testing.T, ev replay.Event, msgs []*pb.PSpanMessage, bat
 	}
 	ev.Msg = base64.StdEncoding.EncodeToString(raw)
 	return &ev
+}
+
+// TestStoragePathRefusedWithRedis: an instance with its own badger (storage.path) would
+// keep its state out of the cache the replicas share: apmkit refuses to start so.
+func TestStoragePathRefusedWithRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	confDir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(confDir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("apmkit.conf", fmt.Sprintf("%s[cache]\nredis_url = %q\n", testMain, srv.URL()))
+	write("pinpoint.conf", "[[inputs.pinpoint]]\n  address = \"127.0.0.1:0\"\n  [inputs.pinpoint.storage]\n    path = \"pp\"\n")
+	cfg, err := config.Load(config.Options{ConfDir: confDir, DataDir: t.TempDir(), Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Start(context.Background())
+	if err == nil {
+		stopAgent(t, a)
+		t.Fatal("apmkit started with storage.path and redis_url")
+	}
+	if !strings.Contains(err.Error(), "storage.path") || !strings.Contains(err.Error(), "redis_url") {
+		t.Fatalf("error %q does not name storage.path and redis_url", err)
+	}
 }
