@@ -16,15 +16,16 @@ type spaceGuard struct {
 	dir  string
 	free cache.FreeSpaceFunc
 
-	mu      sync.Mutex
-	checked time.Time
-	ok      bool
+	mu     sync.Mutex
+	listed time.Time // when tables was measured
+	tables int64
+	ok     bool
 }
 
 const (
 	spaceMargin   = 2 << 20
 	maxCompaction = 64 << 20
-	spaceEvery    = time.Second // statfs and a directory listing at most this often
+	spaceEvery    = time.Second // a directory listing for the tables' size at most this often
 )
 
 func newSpaceGuard(dir string, free cache.FreeSpaceFunc) *spaceGuard {
@@ -36,21 +37,23 @@ func reserve(tables int64) int64 {
 	return numMemtables*memTableSize + spaceMargin + min(tables, maxCompaction)
 }
 
-// room reports whether writing is safe, measuring again when the last measurement is
-// older than spaceEvery (or when force is set). A platform that cannot measure is trusted.
+// room reports whether writing is safe. The free space is measured at every call (a
+// statfs, once per batch): another writer may fill the disk within a second, and a write
+// admitted on a stale measurement is the one that faults. The tables' size, a directory
+// listing, is measured again when older than spaceEvery (or when force is set). A platform
+// that cannot measure is trusted.
 func (g *spaceGuard) room(force bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !force && time.Since(g.checked) < spaceEvery {
-		return g.ok
-	}
-	g.checked = time.Now()
 	free, err := g.free(g.dir)
 	if err != nil {
 		g.ok = true
 		return true
 	}
-	_, tables := cache.DirUsage(g.dir)
-	g.ok = free >= reserve(tables)
+	if now := time.Now(); force || now.Sub(g.listed) >= spaceEvery {
+		g.listed = now
+		_, g.tables = cache.DirUsage(g.dir)
+	}
+	g.ok = free >= reserve(g.tables)
 	return g.ok
 }

@@ -542,6 +542,24 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// crashOf is what a Go crash in the log says first (the fatal error or panic and the
+// goroutine that hit it), else the log's tail: a goroutine dump's last lines say nothing.
+func crashOf(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	text := string(b)
+	for _, mark := range []string{"fatal error:", "unexpected fault address", "panic:", "SIGBUS", "SIGSEGV"} {
+		if i := strings.Index(text, mark); i >= 0 {
+			start := strings.LastIndexByte(text[:i], '\n') + 1
+			lines := strings.SplitN(text[start:], "\n", 40)
+			return strings.Join(lines[:min(len(lines), 39)], "\n")
+		}
+	}
+	return tail(path, 40)
+}
+
 // waitFor polls cond every 100 ms until it holds; at the deadline it fails the test with
 // what it waited for and cond's last description of the state. The deadline only bounds
 // the test's duration: it is never the thing asserted.

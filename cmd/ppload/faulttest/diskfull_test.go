@@ -66,7 +66,7 @@ func TestDiskFull(t *testing.T) {
 	})
 	time.Sleep(3 * time.Second) // the load goes on against the full disk: the scenario, not a wait
 	if !ap.running() {
-		t.Fatalf("apmkit died on the full disk:\n%s", tail(ap.logPath, 40))
+		t.Fatalf("apmkit died on the full disk:\n%s", crashOf(ap.logPath))
 	}
 	if p := ap.ping(); p.CacheState != "disk_full" {
 		t.Errorf("the cache left disk_full while the disk is still full: %+v", p)
