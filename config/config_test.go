@@ -571,6 +571,22 @@ func TestEffectiveShowsImplicitFileOutput(t *testing.T) {
 	if text, _ = cfg.Effective(); strings.Contains(text, `type = "local"`) || !strings.Contains(text, "explorer = false") {
 		t.Errorf("explorer = false still shows a local output:\n%s", text)
 	}
+	// The environment wins over the file, both ways; a value that is no boolean is an error.
+	if cfg, err = Load(Options{ConfDir: dir, DataDir: "/var/apm", Environ: []string{EnvIOExplorer + "=true"}}); err != nil || !cfg.Main.IO.Explorer {
+		t.Fatalf("%s=true over explorer = false: %v, explorer %v", EnvIOExplorer, err, err == nil && cfg.Main.IO.Explorer)
+	}
+	if text, _ = cfg.Effective(); !strings.Contains(text, `type = "local"`) {
+		t.Errorf("%s=true shows no local output:\n%s", EnvIOExplorer, text)
+	}
+	if err := os.Remove(filepath.Join(dir, MainFile)); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = Load(Options{ConfDir: dir, DataDir: "/var/apm", Environ: []string{EnvIOExplorer + "=false"}}); err != nil || cfg.Main.IO.Explorer {
+		t.Fatalf("%s=false: %v", EnvIOExplorer, err)
+	}
+	if _, err = Load(Options{ConfDir: dir, DataDir: "/var/apm", Environ: []string{EnvIOExplorer + "=off-ish"}}); err == nil || !strings.Contains(err.Error(), EnvIOExplorer+"=off-ish: not a boolean") {
+		t.Errorf("a bad %s: %v", EnvIOExplorer, err)
+	}
 }
 
 // TestHTTPAuth: the explorer's credentials come from the file or ENV_HTTP_TOKEN, are

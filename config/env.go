@@ -29,6 +29,7 @@ const (
 	EnvLogLevel             = "ENV_LOG_LEVEL"
 	EnvHostname             = "ENV_HOSTNAME"
 	EnvCacheRedisURL        = "ENV_CACHE_REDIS_URL"
+	EnvIOExplorer           = "ENV_IO_EXPLORER"
 	EnvInputPrefix          = "ENV_INPUT_"
 	// OpenTelemetry's standard exporter variables configure an otlp output.
 	EnvOTLPEndpoint = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -79,6 +80,14 @@ func applyMainEnv(m *Main, env map[string]string) (map[string]string, error) {
 		for k, v := range tags {
 			m.GlobalTags[k] = v
 		}
+	}
+	if v := strings.TrimSpace(env[EnvIOExplorer]); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%s: not a boolean (true or false)", EnvIOExplorer, v)
+		}
+		m.IO.Explorer = on
+		set["io.explorer"] = EnvIOExplorer + "=" + v
 	}
 	if v := strings.TrimSpace(env[EnvCacheRedisURL]); v != "" {
 		m.Cache.RedisURL = v

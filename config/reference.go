@@ -30,6 +30,7 @@ var mainEnvDocs = map[string]string{
 	EnvHTTPToken:            "`[http_api] token`: the token the explorer (the page at `/` and `/api/v1/`) requires, e.g. from a Kubernetes Secret. Set it whenever the API listens beyond loopback.",
 	EnvLogLevel:             "`[log] level`: debug, info, warn or error.",
 	EnvHostname:             "`hostname`: the host tag and the name in logs.",
+	EnvIOExplorer:           "`[io] explorer`: `false` turns the embedded explorer's store off (e.g. replicas configured by environment only). Empty or unset leaves the file's value.",
 	EnvCacheRedisURL:        "`[cache] redis_url`: keep the cache in Redis, shared by the replicas, instead of badger in the data dir. Empty or unset leaves the file's value.",
 	EnvOTLPEndpoint:         "Configures an `otlp` output: its `endpoint` (grpc: `host:port` or `http(s)://host:port`; http/protobuf: the base URL). It sets the first otlp output of apmkit.conf (its other keys stay), or adds one when the file has none.",
 	EnvOTLPProtocol:         "`protocol` of that otlp output: `grpc` (apmkit's default) or `http/protobuf`. Without an otlp output and `OTEL_EXPORTER_OTLP_ENDPOINT` it does nothing.",
@@ -46,6 +47,7 @@ var mainEnvKeys = map[string]string{
 	"global_tags":     EnvGlobalHostTags + " (adds)",
 	"io.outputs":      EnvDataway + " (dataway outputs), `" + EnvOTLPEndpoint + "`, `" + EnvOTLPProtocol + "`, `" + EnvOTLPHeaders + "` (an otlp output)",
 	"cache.redis_url": EnvCacheRedisURL,
+	"io.explorer":     EnvIOExplorer,
 }
 
 // writer accumulates the document; docs carries each table's doc tag from its parent's
@@ -121,7 +123,7 @@ variables, lists are JSON or comma separated and tables are JSON.
 func mainEnvOrder() []string {
 	return []string{
 		EnvDefaultEnabledInputs, EnvDatakitInputs, EnvApmkitInputs, EnvInputPrefix,
-		EnvDataway, EnvOTLPEndpoint, EnvOTLPProtocol, EnvOTLPHeaders, EnvGlobalHostTags, EnvHTTPListen, EnvHTTPToken, EnvLogLevel, EnvHostname, EnvCacheRedisURL,
+		EnvDataway, EnvOTLPEndpoint, EnvOTLPProtocol, EnvOTLPHeaders, EnvGlobalHostTags, EnvHTTPListen, EnvHTTPToken, EnvLogLevel, EnvHostname, EnvIOExplorer, EnvCacheRedisURL,
 	}
 }
 

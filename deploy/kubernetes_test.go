@@ -220,7 +220,7 @@ func readManifestsIn(t *testing.T, dir string) map[string]string {
 var mainEnv = []string{
 	config.EnvDefaultEnabledInputs, config.EnvDatakitInputs, config.EnvApmkitInputs, config.EnvDataway,
 	config.EnvGlobalHostTags, config.EnvHTTPListen, config.EnvLogLevel, config.EnvHostname,
-	config.EnvCacheRedisURL,
+	config.EnvCacheRedisURL, config.EnvIOExplorer,
 }
 
 // runtimeEnv are read by the Go runtime in apmkit's process, not by its config.
