@@ -23,6 +23,10 @@ import (
 // that it is on by default.
 const testMain = "[http_api]\nlisten = \"127.0.0.1:0\"\n[io]\nexplorer = false\nflush_interval = \"100ms\"\n"
 
+// testMainWithFile is testMain with a file output (what apmkit rebuilt, line by line), for
+// tests that compare a store with it; outputs added after it go beside it.
+const testMainWithFile = testMain + "[[io.outputs]]\ntype = \"file\"\nmax_file_mb = 1024\n"
+
 // startAgent runs a whole apmkit: the Pinpoint input on three loopback ports, the
 // pipeline, and the file output in a temp data dir. Reusing dataDir is a restart.
 func startAgent(t *testing.T, dataDir string, pinpointConf string) (*Agent, *pinpoint.Input) {
@@ -90,6 +94,11 @@ func replayTo(in *pinpoint.Input, rec *replay.Recording) error {
 	if rec.Header.Ports == "three" {
 		targets = replay.Targets{Agent: addrs[0], Stat: addrs[1], Span: addrs[2]}
 	}
+	return replayAt(rec, targets)
+}
+
+// replayAt replays rec to targets; a call that failed is an error.
+func replayAt(rec *replay.Recording, targets replay.Targets) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := rec.Replay(ctx, targets)

@@ -19,15 +19,7 @@ import (
 // influxMain is a main config with a file output (what apmkit rebuilt, line by line) and an
 // influxdb output to db side by side.
 func influxMain(url, db string) string {
-	return fmt.Sprintf(`[http_api]
-listen = "127.0.0.1:0"
-[io]
-explorer = false
-flush_interval = "100ms"
-[[io.outputs]]
-type = "file"
-max_file_mb = 1024
-[[io.outputs]]
+	return testMainWithFile + fmt.Sprintf(`[[io.outputs]]
 type = "influxdb"
 url = %q
 database = %q

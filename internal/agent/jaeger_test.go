@@ -20,15 +20,7 @@ import (
 // jaegerMain is a main config with a file output and an otlp output of protocol to
 // endpoint, traces only (Jaeger stores no metrics).
 func jaegerMain(protocol, endpoint string) string {
-	return fmt.Sprintf(`[http_api]
-listen = "127.0.0.1:0"
-[io]
-explorer = false
-flush_interval = "100ms"
-[[io.outputs]]
-type = "file"
-max_file_mb = 1024
-[[io.outputs]]
+	return testMainWithFile + fmt.Sprintf(`[[io.outputs]]
 type = "otlp"
 protocol = %q
 endpoint = %q

@@ -17,12 +17,7 @@ func TestRecordingsMetricsOverOTLP(t *testing.T) {
 		t.Run(rec.Name, func(t *testing.T) {
 			r := &otlptest.Receiver{}
 			addr := r.StartGRPC(t, otlptest.GRPCOptions{})
-			a, in := startAgentMain(t, t.TempDir(), fmt.Sprintf(`[http_api]
-listen = "127.0.0.1:0"
-[io]
-explorer = false
-flush_interval = "100ms"
-[[io.outputs]]
+			a, in := startAgentMain(t, t.TempDir(), testMain+fmt.Sprintf(`[[io.outputs]]
 type = "otlp"
 endpoint = "http://%s"
 categories = ["metric"]

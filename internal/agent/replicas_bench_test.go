@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/apmkit/apmkit/inputs/pinpoint/replay"
 	"github.com/apmkit/apmkit/internal/redistest"
@@ -47,11 +46,8 @@ func runReplays(b *testing.B, rec *replay.Recording, targets replay.Targets, spa
 	}
 	b.ResetTimer()
 	for range b.N {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		res, err := rec.Replay(ctx, targets)
-		cancel()
-		if err != nil || len(res.Failed) > 0 {
-			b.Fatalf("replay: %v %v", err, res.Failed)
+		if err := replayAt(rec, targets); err != nil {
+			b.Fatal(err)
 		}
 	}
 	b.StopTimer()

@@ -68,13 +68,9 @@ func outputs(t *testing.T, cat point.Category, rs ...*replica) []*point.Point {
 func waitReleased(t *testing.T, r *replica) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, _ := r.in.Stats().(pinpoint.Stats)
-		if st.Trace == nil || st.Trace.Held == 0 {
-			return
-		}
+	for held := heldOn(r); held > 0; held = heldOn(r) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d spans still wait for metadata another replica received", st.Trace.Held)
+			t.Fatalf("%d spans still wait for metadata another replica received", held)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -82,14 +78,8 @@ func waitReleased(t *testing.T, r *replica) {
 
 func replayTargets(t *testing.T, rec *replay.Recording, targets replay.Targets) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := rec.Replay(ctx, targets)
-	if err != nil {
+	if err := replayAt(rec, targets); err != nil {
 		t.Fatal(err)
-	}
-	if len(res.Failed) > 0 {
-		t.Fatalf("%d calls failed: %s", len(res.Failed), res.Failed[0])
 	}
 }
 

@@ -1,9 +1,6 @@
 package trace
 
-import (
-	"encoding/binary"
-	"time"
-)
+import "time"
 
 // Replicas sharing one store (cache.Shared, i.e. Redis) see one agent's messages on
 // different processes: a chunk on one, its span on another after a reconnect. Three things
@@ -43,8 +40,7 @@ func (a *Assembler) shareSkeleton(key string, data []byte, now int64) {
 		return
 	}
 	ttl := time.Duration(a.skeletons.ttl) * time.Millisecond
-	val := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(data)), uint64(now+a.skeletons.ttl))
-	if err := a.shared.Set([]byte(key), append(val, data...), ttl); err != nil {
+	if err := a.shared.Set([]byte(key), encodeStoredSkeleton(now+a.skeletons.ttl, data), ttl); err != nil {
 		a.c.storeErrors.Add(1)
 	}
 }
@@ -60,18 +56,18 @@ func (a *Assembler) loadSharedSkeleton(key string) ([]byte, bool) {
 		a.c.storeErrors.Add(1)
 		return nil, false
 	}
-	if len(val) < 8 {
-		if val != nil {
-			a.c.storeErrors.Add(1)
-		}
+	if val == nil {
+		return nil, false
+	}
+	expires, data, ok := decodeStoredSkeleton(val)
+	if !ok {
+		a.c.storeErrors.Add(1)
 		return nil, false
 	}
 	now := a.opts.Now().UnixMilli()
-	expires := int64(binary.BigEndian.Uint64(val))
 	if expires <= now {
 		return nil, false
 	}
-	data := val[8:]
 	a.skeletons.putUntil(key, data, expires, now)
 	return data, true
 }

@@ -116,10 +116,8 @@ func (a *Assembler) persistSkeletons(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("trace: persist span skeletons: %w", err)
 		}
-		val := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(sk.data)), uint64(sk.expires))
-		val = append(val, sk.data...)
 		ttl := time.Duration(sk.expires-now) * time.Millisecond
-		if err := a.opts.Store.Set([]byte(sk.key), val, ttl); err != nil {
+		if err := a.opts.Store.Set([]byte(sk.key), encodeStoredSkeleton(sk.expires, sk.data), ttl); err != nil {
 			a.c.storeErrors.Add(1)
 		}
 	}
@@ -132,12 +130,12 @@ func (a *Assembler) restoreSkeletons() error {
 	var errs []error
 	for _, prefix := range []byte{prefixSkeleton, prefixAsyncSkeleton} {
 		err := a.opts.Store.Scan([]byte{prefix}, func(key, val []byte) error {
-			if len(val) < 8 {
+			expires, data, ok := decodeStoredSkeleton(val)
+			if !ok {
 				a.c.storeErrors.Add(1)
 				return nil
 			}
-			expires := int64(binary.BigEndian.Uint64(val))
-			a.skeletons.putUntil(string(key), append([]byte(nil), val[8:]...), expires, now)
+			a.skeletons.putUntil(string(key), append([]byte(nil), data...), expires, now)
 			return nil
 		})
 		errs = append(errs, err)
@@ -146,4 +144,19 @@ func (a *Assembler) restoreSkeletons() error {
 		return fmt.Errorf("trace: restore span skeletons: %w", err)
 	}
 	return nil
+}
+
+// encodeStoredSkeleton is a skeleton as the store keeps it: its expiry (epoch ms, 8 bytes)
+// then its data.
+func encodeStoredSkeleton(expires int64, data []byte) []byte {
+	val := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(data)), uint64(expires))
+	return append(val, data...)
+}
+
+// decodeStoredSkeleton reads what encodeStoredSkeleton wrote; data aliases val.
+func decodeStoredSkeleton(val []byte) (expires int64, data []byte, ok bool) {
+	if len(val) < 8 {
+		return 0, nil, false
+	}
+	return int64(binary.BigEndian.Uint64(val)), val[8:], true
 }
