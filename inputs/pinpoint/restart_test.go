@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/apmkit/apmkit/inputs/inputstest"
 	"github.com/apmkit/apmkit/inputs/pinpoint/meta"
@@ -90,7 +91,9 @@ func TestStopDrainsSpansBeforeMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "first span in the consumer", block.entered)
-	idle, err := spans.SendSpan(ctx) // open, one span taken, then nothing
+	idleCtx, cancelIdle := context.WithTimeout(ctx, guard) // a stream the drain leaves open fails, not hangs
+	defer cancelIdle()
+	idle, err := spans.SendSpan(idleCtx) // open, one span taken, then nothing
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +110,10 @@ func TestStopDrainsSpansBeforeMetadata(t *testing.T) {
 	}()
 	waitFor(t, "drain begins", in.data.draining())
 
-	// The idle stream is ended by the drain, with UNAVAILABLE.
-	if _, err := idle.CloseAndRecv(); status.Code(err) != codes.Unavailable {
+	// The idle stream is ended by the drain, with UNAVAILABLE. Waiting for the end without
+	// closing the stream first: a close that reached the server before the drain ended the
+	// stream would be a clean end, and the test would race with its own close.
+	if err := idle.RecvMsg(new(emptypb.Empty)); status.Code(err) != codes.Unavailable {
 		t.Errorf("open span stream at stop: %v, want UNAVAILABLE", err)
 	}
 	// New data calls are refused.
